@@ -1,0 +1,73 @@
+"""The default training configuration; experiment files start from it.
+
+Every key the trainer reads is declared here, so a typo in an experiment file
+or on the command line (``--config.batch_sizee=...``) fails loudly instead of
+being ignored (ConfigDicts are locked after ``get_config``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = "synthetic_ctr"  # a TFDS builder of jaxctr.data
+  c.dataset.data_dir = "~/.cache/jaxctr/tfds"  # where prepared datasets live
+  c.dataset.manual_dir = ""  # raw downloads (real datasets)
+  c.dataset.builder_kwargs = ml_collections.ConfigDict()  # e.g. builder config name / sizes
+  c.dataset.group_feature = ""  # if set, report group AUC over this feature
+
+  c.model = "deepfm"
+  c.model_config = ml_collections.ConfigDict()
+  c.embed_dim = 16
+
+  # Sparse tables: one table per categorical feature, updated row-wise.
+  c.embedding = ml_collections.ConfigDict()
+  c.embedding.optimizer = "adam_lazy"  # sgd|adagrad|rowwise_adagrad|adam_lazy|adam|ftrl
+  c.embedding.learning_rate = 1e-3
+  c.embedding.init_std = 1e-4
+  c.embedding.weight_decay = 0.0
+  c.embedding.clip_norm = 0.0
+  c.embedding.initial_accumulator = 0.0
+  c.embedding.eps = 1e-8
+  c.embedding.stack_tables = True
+  c.embedding.dedup_granule = 0  # bucket granule of the padded unique-id count (0: auto)
+
+  # Numeric features: transform applied before the model sees them.
+  c.numeric = ml_collections.ConfigDict()
+  c.numeric.transform = "log_standardize"  # none|log|standardize|log_standardize
+
+  # Dense parameters (optax).
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"  # adam|adamw|sgd|adagrad
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.grad_clip_norm = 0.0
+
+  c.batch_size = 4096
+  c.eval_batch_size = 16384
+  c.num_epochs = 1
+  c.total_steps = 0  # > 0 overrides num_epochs
+  c.eval_every_steps = 0  # 0: at the end of every epoch
+  c.log_every_steps = 100
+  c.shuffle = True
+  c.prefetch = 2
+
+  c.early_stopping = ml_collections.ConfigDict()
+  c.early_stopping.monitor = "valid_auc"  # any key of the eval metrics, e.g. valid_logloss
+  c.early_stopping.mode = "max"  # max|min
+  c.early_stopping.patience = 0  # evaluations without improvement; 0 disables
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.enabled = True
+  c.checkpoint.every_steps = 0  # 0: at every evaluation
+  c.checkpoint.max_to_keep = 2
+  c.checkpoint.async_save = True
+
+  c.sharding = "data_parallel"  # a recipe in sharding/
+  c.progress_bar = True
+  return c

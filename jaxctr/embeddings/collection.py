@@ -1,0 +1,270 @@
+"""A collection of embedding tables with host-side dedup and sparse updates.
+
+Physical layout: tables with the same (dim, dtype, optimizer) are *stacked*
+into one array with per-table row offsets (as TorchRec's fused tables and
+jax-tpu-embedding's table stacking do), so a batch needs one gather and one
+scatter per stack instead of one per table.
+
+A step has three parts:
+
+1. `prepare` (host, numpy, runs in the loader thread): the batch's ids of every
+   stack are deduplicated. It returns, per stack, the sorted unique rows
+   ``uniq`` padded to a bucketed static size with distinct out-of-range values,
+   and ``inv`` [B, C] mapping every id position to its slot in ``uniq``.
+2. `gather` + `assemble` (device, inside jit): rows = table[uniq] (padding reads
+   zeros), then per-feature vectors rows[inv], pooled for sequences.
+   Differentiating through ``rows[inv]`` yields the per-row *summed* gradient.
+3. `apply_gradients` (device, inside jit, table donated): the sparse optimizer
+   updates only the touched rows and scatters them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxctr.embeddings import optimizers
+from jaxctr.embeddings.specs import (
+  CATEGORICAL,
+  NUMERIC,
+  SEQUENCE,
+  FeatureSpec,
+  OptimizerSpec,
+  SpecError,
+  TableSpec,
+)
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  """Where one feature's ids sit in a stack's ``inv`` matrix."""
+
+  feature: FeatureSpec
+  start: int  # first column in inv
+  offset: int  # row offset of the feature's table inside the stack
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+  """Tables stored together in one [rows, dim] array."""
+
+  name: str
+  dim: int
+  dtype: str
+  optimizer: OptimizerSpec
+  tables: tuple[TableSpec, ...]
+  offsets: tuple[int, ...]
+  columns: tuple[Column, ...]
+
+  @property
+  def rows(self) -> int:
+    return self.offsets[-1] + self.tables[-1].vocab_size
+
+  @property
+  def width(self) -> int:
+    """Number of id positions per example across all features of the stack."""
+    return sum(c.feature.width for c in self.columns)
+
+
+def bucket_size(n: int, total: int, granule: int = 0) -> int:
+  """Rounds ``n`` up to a multiple of a granule so few static shapes occur."""
+  granule = granule or max(128, -(-total // 16))
+  granule = -(-granule // 8) * 8
+  return min(-(-n // granule) * granule, -(-(total + 1) // 8) * 8)
+
+
+class EmbeddingCollection:
+  """Tables, their stacked layout, and the per-step lookup/update functions.
+
+  Args:
+    features: The dataset's features in column order. Categorical features
+      read ``batch["cat"][:, i]`` (i counts categorical features only);
+      sequence features read ``batch[name]`` (ids padded with -1).
+    tables: One `TableSpec` per table referenced by a feature.
+    stack_tables: Stack tables with equal (dim, dtype, optimizer).
+    granule: Bucket granule for the padded unique-id count (0: automatic).
+  """
+
+  def __init__(
+    self,
+    features: Sequence[FeatureSpec],
+    tables: Sequence[TableSpec],
+    *,
+    stack_tables: bool = True,
+    granule: int = 0,
+  ):
+    self.features = tuple(f for f in features if f.kind != NUMERIC)
+    self.tables = {t.name: t for t in tables}
+    if len(self.tables) != len(tables):
+      raise SpecError("duplicate table names in " + str([t.name for t in tables]))
+    self.granule = granule
+    cat_index, i = {}, 0
+    for f in features:
+      if f.kind == CATEGORICAL:
+        cat_index[f.name] = i
+        i += 1
+    self._cat_index = cat_index
+    for f in self.features:
+      t = self.tables.get(f.table_name)
+      if t is None:
+        raise SpecError(f"feature {f.name!r} names table {f.table_name!r}, which is not declared")
+      if f.vocab_size > t.vocab_size:
+        raise SpecError(
+          f"feature {f.name!r} has vocab_size {f.vocab_size} but its table {t.name!r} has only "
+          f"{t.vocab_size} rows"
+        )
+    for t in tables:
+      optimizers.get(t.optimizer, where=f"table {t.name!r}")
+    self.stacks = self._build_stacks(stack_tables)
+
+  def _build_stacks(self, stack_tables: bool) -> tuple[Stack, ...]:
+    used = [t for t in self.tables.values() if any(f.table_name == t.name for f in self.features)]
+    groups: dict[tuple, list[TableSpec]] = {}
+    for t in used:
+      key = (t.dim, t.dtype, t.optimizer) if stack_tables else (t.name,)
+      groups.setdefault(key, []).append(t)
+    stacks = []
+    for gi, group in enumerate(groups.values()):
+      offsets, off = [], 0
+      for t in group:
+        offsets.append(off)
+        off += t.vocab_size
+      by_table = {t.name: o for t, o in zip(group, offsets)}
+      cols, start = [], 0
+      for f in self.features:
+        if f.table_name in by_table:
+          cols.append(Column(f, start, by_table[f.table_name]))
+          start += f.width
+      name = group[0].name if len(group) == 1 else f"stack{gi}_d{group[0].dim}"
+      t0 = group[0]
+      stacks.append(
+        Stack(name, t0.dim, t0.dtype, t0.optimizer, tuple(group), tuple(offsets), tuple(cols))
+      )
+    return tuple(stacks)
+
+  # ------------------------------------------------------------------ state
+  def init(self, key: Array) -> dict[str, dict[str, Array]]:
+    """Initial tables and optimizer slots, {stack: {"table": ..., slot: ...}}."""
+    state = {}
+    for si, s in enumerate(self.stacks):
+      parts = []
+      for ti, t in enumerate(s.tables):
+        k = jax.random.fold_in(jax.random.fold_in(key, si), ti)
+        parts.append(t.init_std * jax.random.normal(k, (t.vocab_size, t.dim), jnp.float32))
+      table = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+      entry = {"table": table.astype(s.dtype)}
+      for slot in optimizers.get(s.optimizer).slots:
+        width = 1 if slot.per_row else s.dim
+        entry[slot.name] = jnp.full((s.rows, width), slot.init(s.optimizer), jnp.float32)
+      state[s.name] = entry
+    return state
+
+  def num_bytes(self) -> int:
+    """Bytes of tables plus optimizer slots."""
+    total = 0
+    for s in self.stacks:
+      total += s.rows * s.dim * np.dtype(s.dtype).itemsize
+      for slot in optimizers.get(s.optimizer).slots:
+        total += s.rows * (1 if slot.per_row else s.dim) * 4
+    return total
+
+  # ------------------------------------------------------------------- host
+  def prepare(self, batch: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Deduplicates a host batch's ids per stack (numpy; run off the hot path)."""
+    out = {}
+    for s in self.stacks:
+      blocks = []
+      for c in s.columns:
+        f = c.feature
+        ids = batch["cat"][:, self._cat_index[f.name], None] if f.kind == CATEGORICAL else batch[f.name]
+        ids = np.asarray(ids, dtype=np.int64)
+        # Ids outside [0, vocab) would silently read another table's rows.
+        if f.kind == SEQUENCE:
+          valid = ids >= 0
+          bad = valid & (ids >= f.vocab_size)
+          ids = np.where(valid, ids + c.offset, s.rows)  # padding -> sentinel row
+        else:
+          bad = (ids < 0) | (ids >= f.vocab_size)
+          ids = ids + c.offset
+        if bad.any():
+          raise ValueError(
+            f"feature {f.name!r}: id {int(ids[bad][0] - c.offset)} outside [0, {f.vocab_size})"
+          )
+        blocks.append(ids)
+      flat = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+      uniq, inv = np.unique(flat, return_inverse=True)
+      n = len(uniq)
+      if n and uniq[-1] == s.rows:  # the sentinel is already a distinct value
+        n -= 1
+      size = bucket_size(n + 1, flat.size, self.granule)
+      padded = np.empty(size, np.int64)
+      padded[:n] = uniq[:n]
+      padded[n:] = s.rows + np.arange(size - n)  # distinct, sorted, out of range
+      idt = np.int32 if s.rows + size < 2**31 else np.int64
+      out[s.name] = {"uniq": padded.astype(idt), "inv": inv.reshape(flat.shape).astype(np.int32)}
+    return out
+
+  # ----------------------------------------------------------------- device
+  def gather(self, state, ids) -> dict[str, Array]:
+    """Rows of every stack's unique ids; out-of-range padding reads zeros."""
+    rows = {}
+    for s in self.stacks:
+      table = state[s.name]["table"]
+      r = table.at[ids[s.name]["uniq"]].get(
+        mode="fill", fill_value=0, indices_are_sorted=True, unique_indices=True
+      )
+      rows[s.name] = r.astype(jnp.float32)
+    return rows
+
+  def assemble(self, rows: Mapping[str, Array], ids) -> dict[str, Array]:
+    """Per-feature vectors: [B, D] (pooled) or [B, L, D] for pooling='none'.
+
+    Sequence features with pooling='none' also get ``"<name>/mask"`` [B, L].
+    """
+    out = {}
+    for s in self.stacks:
+      inv = ids[s.name]["inv"]
+      x = rows[s.name][inv]  # [B, C, D]
+      for c in s.columns:
+        f = c.feature
+        if f.kind == CATEGORICAL:
+          out[f.name] = x[:, c.start]
+          continue
+        v = x[:, c.start : c.start + f.width]
+        mask = (ids[s.name]["uniq"][inv[:, c.start : c.start + f.width]] < s.rows).astype(v.dtype)
+        if f.pooling == "none":
+          out[f.name], out[f.name + "/mask"] = v, mask
+        else:
+          pooled = v.sum(axis=1)  # padded positions read zero rows
+          if f.pooling == "mean":
+            pooled = pooled / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+          out[f.name] = pooled
+    return out
+
+  def apply_gradients(self, state, ids, row_grads: Mapping[str, Array], step: Array):
+    """Sparse optimizer update of the touched rows; returns the new state."""
+    new_state = {}
+    for s in self.stacks:
+      opt = optimizers.get(s.optimizer)
+      uniq = ids[s.name]["uniq"]
+      entry = state[s.name]
+      get = lambda a: a.at[uniq].get(
+        mode="fill", fill_value=0, indices_are_sorted=True, unique_indices=True
+      )
+      put = lambda a, v: a.at[uniq].set(
+        v.astype(a.dtype), mode="drop", indices_are_sorted=True, unique_indices=True
+      )
+      w = get(entry["table"]).astype(jnp.float32)
+      slots = {k: get(v) for k, v in entry.items() if k != "table"}
+      new_w, new_slots = opt.update(w, slots, row_grads[s.name], step, s.optimizer)
+      new_entry = {"table": put(entry["table"], new_w)}
+      for k, v in new_slots.items():
+        new_entry[k] = put(entry[k], v)
+      new_state[s.name] = new_entry
+    return new_state

@@ -1,0 +1,105 @@
+"""Building blocks shared by the model zoo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+_ACTIVATIONS = {
+  "relu": jax.nn.relu,
+  "gelu": jax.nn.gelu,
+  "sigmoid": jax.nn.sigmoid,
+  "tanh": jnp.tanh,
+  "silu": jax.nn.silu,
+  "linear": lambda x: x,
+}
+
+
+def activation(name: str):
+  if name not in _ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}")
+  return _ACTIVATIONS[name]
+
+
+class MLP(nnx.Module):
+  """Dense layers with activation, optional batch norm and dropout.
+
+  Args:
+    in_features: Input width.
+    hidden: Widths of the hidden layers.
+    out_features: If set, a final linear layer without activation.
+    activation: Hidden activation name.
+    dropout: Dropout rate after each hidden layer (train only).
+    batch_norm: Batch norm before each activation.
+  """
+
+  def __init__(
+    self,
+    in_features: int,
+    hidden: Sequence[int],
+    *,
+    out_features: int | None = None,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    rngs: nnx.Rngs,
+  ):
+    self.act = globals()["activation"](activation)
+    dims = [in_features, *hidden]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.norms = nnx.List([nnx.BatchNorm(b, rngs=rngs) for b in hidden] if batch_norm else [])
+    self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
+    self.out = nnx.Linear(dims[-1], out_features, rngs=rngs) if out_features else None
+    self.out_features = out_features or dims[-1]
+
+  def __call__(self, x: Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> Array:
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if self.norms:
+        x = self.norms[i](x, use_running_average=not train)
+      x = self.act(x)
+      if self.dropout is not None:
+        x = self.dropout(x, deterministic=not train, rngs=rngs)
+    if self.out is not None:
+      x = self.out(x)
+    return x
+
+
+def fm_interaction(v: Array) -> Array:
+  """Second-order FM term, O(F*D): 0.5 * sum_d ((sum_f v)^2 - sum_f v^2). [B,F,D] -> [B]."""
+  s = v.sum(axis=1)
+  return 0.5 * jnp.sum(s * s - jnp.sum(v * v, axis=1), axis=-1)
+
+
+def pairwise_products(v: Array) -> Array:
+  """Inner products of every field pair i<j: [B, F, D] -> [B, F*(F-1)/2]."""
+  f = v.shape[1]
+  i, j = jnp.triu_indices(f, k=1)
+  return jnp.einsum("bpd,bpd->bp", v[:, i], v[:, j])
+
+
+def flatten_fields(inputs) -> Array:
+  """Concatenation of all field embeddings and the dense features: [B, F*D + N]."""
+  b = inputs.fields.shape[0]
+  return jnp.concatenate([inputs.fields.reshape(b, -1), inputs.dense], axis=-1)
+
+
+class LinearTerm(nnx.Module):
+  """First-order term: sum of per-field weights + a linear map of the dense features."""
+
+  def __init__(self, num_dense: int, *, rngs: nnx.Rngs):
+    self.dense = nnx.Linear(num_dense, 1, rngs=rngs) if num_dense else None
+    self.bias = nnx.Param(jnp.zeros(()))
+
+  def __call__(self, inputs) -> Array:
+    out = self.bias[...] + jnp.zeros(inputs.fields.shape[0])
+    if inputs.linear is not None:
+      out = out + inputs.linear.sum(axis=1)
+    if self.dense is not None:
+      out = out + self.dense(inputs.dense)[:, 0]
+    return out

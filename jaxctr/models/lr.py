@@ -1,0 +1,17 @@
+"""Logistic regression: a bias, one weight per id, and a linear map of numeric features."""
+
+from flax import nnx
+
+from jaxctr.models import base, layers
+
+
+@base.register("lr")
+class LR(base.CTRModel):
+  needs_linear = True
+
+  def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
+    del cfg, num_fields, embed_dim
+    self.linear = layers.LinearTerm(num_dense, rngs=rngs)
+
+  def __call__(self, inputs, *, train=False, rngs=None):
+    return self.linear(inputs)
