@@ -1,0 +1,348 @@
+"""TFDS builders (`synthetic_ctr`, `criteo`, `avazu`, `libfm`) and `load_dataset`.
+
+The builders run without TensorFlow: they write `file_format="array_record"` and are read
+back with `builder.as_data_source()`. Each TFDS example is one columnar chunk of
+`chunk_rows` rows (see `storage`), and `disable_shuffling=True` keeps chunks in generation
+order so row order (and with it loader determinism) is a property of the prepared data.
+
+Preparation: pass 1 parses the raw files once (parsing runs in a background thread),
+assigns rows to splits, accumulates training-split statistics and spills parsed chunks to a
+scratch folder; then vocabularies are built, `DatasetInfo` + vocabularies are written next to
+the TFDS files (`jaxctr_info.json`, `jaxctr_vocab.npz`), and pass 2 encodes the spilled
+chunks split by split into records. Real data is read from the TFDS manual directory;
+nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
+
+from jaxctr.data import parsers, preprocess, storage, synthetic
+from jaxctr.data.loader import prefetch
+
+SPLITS = ("train", "valid", "test")
+
+
+def ratio_split(lines: np.ndarray, ratios: tuple[float, ...], seed: int) -> np.ndarray:
+  """Deterministic split index (0, 1, 2) per 1-based line number, by hashed line number."""
+  h = synthetic.splitmix64(lines.astype(np.uint64) ^ synthetic.splitmix64(np.uint64(seed)))
+  u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+  edges = np.cumsum(ratios)[:-1] / float(np.sum(ratios))
+  return np.searchsorted(edges, u, side="right")
+
+
+@dataclasses.dataclass(eq=False)
+class CtrConfig(tfds.core.BuilderConfig):
+  """Options shared by all builders (see `preprocess.PreprocessConfig`)."""
+
+  min_count: int = 1
+  numeric_fill: str = "zero"
+  numeric_transform: str = "log1p_standardize"
+  chunk_rows: int = 8192
+  split_ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
+  split_seed: int = 0
+  strict: bool = False
+  files: tuple[str, ...] = ()
+  num_fields: int = 0
+  synthetic: synthetic.SyntheticConfig | None = None
+  sizes: tuple[int, int, int] = (0, 0, 0)
+
+
+class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Common two-pass preparation; subclasses implement `_pass1`."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  NUM_CAT = 0
+  NUM_NUM = 0
+
+  # TFDS locates a builder's source through `importlib_resources`, which is not installed
+  # here (it comes with TensorFlow-era dependencies); the file path is all it needs.
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):
+    return epath.Path(__file__)
+
+  def _shape(self) -> tuple[int, int]:
+    return self.NUM_CAT, self.NUM_NUM
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    nc, nn = self._shape()
+    features = tfds.features.FeaturesDict(
+      {
+        "label": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+        "cat": tfds.features.Tensor(shape=(None, nc), dtype=np.int32),
+        "num": tfds.features.Tensor(shape=(None, nn), dtype=np.float32),
+      }
+    )
+    return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
+
+  def _preprocess_config(self) -> preprocess.PreprocessConfig:
+    c = self.builder_config
+    return preprocess.PreprocessConfig(c.min_count, c.numeric_fill, c.numeric_transform)
+
+  def _manual_file(self, dl_manager, candidates: tuple[str, ...]) -> str:
+    try:
+      root = os.fspath(dl_manager.manual_dir)
+    except Exception as e:  # TFDS raises AssertionError with its own wording
+      raise parsers.DataError(
+        f"{self.name}: manual_dir is missing; expected one of {candidates} in it"
+      ) from e
+    for name in candidates:
+      if os.path.isfile(os.path.join(root, name)):
+        return os.path.join(root, name)
+    raise parsers.DataError(f"{self.name}: none of {candidates} found in manual_dir {root}")
+
+  def _split_generators(self, dl_manager):
+    spill = storage.Spill(os.path.join(self.data_dir, "_spill"))
+    cfg = self._preprocess_config()
+    stats, rows, extra, vocabs, names, oracle = self._pass1(dl_manager, spill, cfg)
+    num_names = names[1]
+    info = preprocess.DatasetInfo(
+      name=self.name,
+      features=preprocess.make_features(names[0], vocabs, num_names),
+      num_examples={s: int(rows.get(s, (0, 0))[0]) for s in SPLITS},
+      oracle_auc=oracle,
+      numeric_stats=stats.numeric_stats(tuple(num_names)),
+      preprocess=dataclasses.asdict(cfg),
+      source_format=extra.pop("source_format"),
+      format_kwargs=extra.pop("format_kwargs", {}),
+      chunk_rows=self.builder_config.chunk_rows,
+      positive_rate={s: float(r[1] / max(r[0], 1)) for s, r in rows.items()},
+      extra=extra,
+    )
+    encoder = preprocess.Encoder(info, vocabs)
+    encoder.save(self.data_dir)
+    logging.info("%s: pass 1 done: %s rows", self.name, info.num_examples)
+    return {s: self._generate_examples(spill, s, encoder) for s in SPLITS}
+
+  def _generate_examples(self, spill, split, encoder):
+    def encoded():
+      for c in spill.read(split):
+        cat, num = encoder.encode(c["cat"], c["num"])
+        yield {"label": c["label"].astype(np.float32), "cat": cat, "num": num}
+
+    for i, chunk in enumerate(storage.rechunk(encoded(), self.builder_config.chunk_rows)):
+      yield i, chunk
+    spill.finish(split)
+
+  def _text_pass1(self, spill, cfg, sources, parse_fn, names, fmt, format_kwargs):
+    """Parses (path, fixed split or None) sources, spilling rows and counting train stats."""
+    stats = preprocess.StatsCollector(
+      len(names[0]), len(names[1]), seed=self.builder_config.split_seed
+    )
+    rows: dict[str, list[float]] = {s: [0, 0.0] for s in SPLITS}
+    report = parsers.ParseReport()
+    for path, fixed in sources:
+      chunks = parse_fn(path, strict=self.builder_config.strict, report=report, **format_kwargs)
+      for c in prefetch(chunks, 2):
+        if fixed is None:
+          which = ratio_split(
+            c.line, self.builder_config.split_ratios, self.builder_config.split_seed
+          )
+        else:
+          which = np.full(len(c), SPLITS.index(fixed))
+        for k, s in enumerate(SPLITS):
+          sel = which == k
+          if not sel.any():
+            continue
+          label = c.label[sel] if c.label is not None else np.zeros(int(sel.sum()), np.float32)
+          spill.add(s, label=label, cat=c.cat[sel], num=c.num[sel])
+          rows[s][0] += int(sel.sum())
+          rows[s][1] += float(label.sum())
+          if s == "train":
+            stats.update(c.cat[sel], c.num[sel])
+    if rows["train"][0] == 0:
+      raise parsers.DataError(f"{self.name}: no valid training rows in {[p for p, _ in sources]}")
+    vocabs = [
+      preprocess.build_vocabulary(k, n, cfg.min_count)
+      for k, n in (c.result() for c in stats.counters)
+    ]
+    extra = {
+      "source_format": fmt,
+      "format_kwargs": format_kwargs,
+      "rows_parsed": report.rows,
+      "rows_skipped": report.skipped,
+      "first_errors": report.errors,
+    }
+    return stats, rows, extra, vocabs, names, None
+
+
+class SyntheticCtr(_CtrBuilder):
+  """Synthetic Criteo-shaped data with a planted model (see `synthetic`)."""
+
+  BUILDER_CONFIGS = [
+    CtrConfig(
+      name="default", sizes=(1_000_000, 100_000, 100_000), synthetic=synthetic.SyntheticConfig()
+    ),
+    CtrConfig(name="small", sizes=(100_000, 10_000, 10_000), synthetic=synthetic.SyntheticConfig()),
+    CtrConfig(
+      name="tiny",
+      sizes=(20_000, 4_000, 4_000),
+      chunk_rows=1024,
+      synthetic=synthetic.SyntheticConfig(),
+    ),
+    CtrConfig(
+      name="pairwise",
+      sizes=(1_000_000, 100_000, 100_000),
+      synthetic=synthetic.SyntheticConfig(pairwise_only=True),
+    ),
+    CtrConfig(
+      name="numeric_heavy", sizes=(1_000_000, 100_000, 100_000), synthetic=synthetic.numeric_heavy()
+    ),
+  ]
+
+  def _shape(self):
+    s = self.builder_config.synthetic
+    return s.num_categorical, s.num_numeric
+
+  def _pass1(self, dl_manager, spill, cfg):
+    del dl_manager
+    scfg = self.builder_config.synthetic
+    gen = synthetic.SyntheticGenerator(scfg)
+    stats = preprocess.StatsCollector(0, scfg.num_numeric)
+    rows, oracle = {}, {}
+    for s, n in zip(SPLITS, self.builder_config.sizes):
+      labels, logits = [], []
+      for lo in range(0, n, synthetic.BLOCK_ROWS):
+        d = gen.sample(min(synthetic.BLOCK_ROWS, n - lo), s, start=lo)
+        spill.add(
+          s, label=d["label"], cat=d["cat"].astype(np.int64), num=d["num"].astype(np.float64)
+        )
+        labels.append(d["label"])
+        logits.append(d["logit"])
+        if s == "train":
+          stats.update(d["cat"][:, :0], d["num"].astype(np.float64))
+      y = np.concatenate(labels) if labels else np.zeros(0)
+      rows[s] = (n, float(y.sum()))
+      oracle[s] = synthetic.auc(y, np.concatenate(logits)) if n else float("nan")
+    vocabs = [preprocess.identity_vocabulary(v) for v in gen.vocab_sizes]
+    names = (
+      tuple(f"C{i + 1}" for i in range(scfg.num_categorical)),
+      tuple(f"I{i + 1}" for i in range(scfg.num_numeric)),
+    )
+    extra = {"source_format": "synthetic", "synthetic": dataclasses.asdict(scfg)}
+    return stats, rows, extra, vocabs, names, oracle
+
+
+class Criteo(_CtrBuilder):
+  """Criteo Display Advertising (Kaggle `train.txt`) or 1TB day files, split by ratio."""
+
+  NUM_CAT, NUM_NUM = 26, 13
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+    "Place Criteo `train.txt` (or the files named in the config) in manual_dir."
+  )
+  BUILDER_CONFIGS = [
+    CtrConfig(name="default", min_count=10, files=("train.txt",)),
+    CtrConfig(name="min_count_1", min_count=1, files=("train.txt",)),
+  ]
+
+  def _pass1(self, dl_manager, spill, cfg):
+    paths = [self._manual_file(dl_manager, (f,)) for f in self.builder_config.files]
+    names = (parsers.CRITEO_CATEGORICAL, parsers.CRITEO_NUMERIC)
+    return self._text_pass1(
+      spill,
+      cfg,
+      [(p, None) for p in paths],
+      parsers.parse_criteo,
+      names,
+      "criteo",
+      {"has_label": True},
+    )
+
+
+class Avazu(_CtrBuilder):
+  """Avazu CTR (`train.csv` or `train` with header), split by ratio; all fields categorical."""
+
+  NUM_CAT, NUM_NUM = len(parsers.avazu_feature_names()), 0
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place Avazu `train.csv` (or `train`) in manual_dir."
+  BUILDER_CONFIGS = [CtrConfig(name="default", min_count=2, files=("train.csv", "train"))]
+
+  def _pass1(self, dl_manager, spill, cfg):
+    path = self._manual_file(dl_manager, self.builder_config.files)
+    names = (parsers.avazu_feature_names(), ())
+    kw = {"has_label": True, "expand_hour": True}
+    return self._text_pass1(spill, cfg, [(path, None)], parsers.parse_avazu, names, "avazu", kw)
+
+
+class Libfm(_CtrBuilder):
+  """libFM files in BARS layout (`train.libfm`, `valid.libfm`, `test.libfm`)."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place train.libfm, valid.libfm and test.libfm in manual_dir."
+  BUILDER_CONFIGS = [
+    CtrConfig(name="frappe", num_fields=10, files=("train.libfm", "valid.libfm", "test.libfm")),
+    CtrConfig(name="movielens", num_fields=3, files=("train.libfm", "valid.libfm", "test.libfm")),
+  ]
+
+  def _shape(self):
+    return self.builder_config.num_fields, 0
+
+  def _pass1(self, dl_manager, spill, cfg):
+    paths = [self._manual_file(dl_manager, (f,)) for f in self.builder_config.files]
+    nf = self.builder_config.num_fields
+    names = (tuple(f"F{i + 1}" for i in range(nf)), ())
+    return self._text_pass1(
+      spill, cfg, list(zip(paths, SPLITS)), parsers.parse_libfm, names, "libfm", {"num_fields": nf}
+    )
+
+
+BUILDERS = {"synthetic_ctr": SyntheticCtr, "criteo": Criteo, "avazu": Avazu, "libfm": Libfm}
+
+
+@dataclasses.dataclass
+class PreparedDataset:
+  """A prepared dataset: `info` and per-split chunk sources."""
+
+  info: preprocess.DatasetInfo
+  sources: dict[str, storage.SplitSource]
+  data_dir: str
+
+  def split(self, name: str) -> storage.SplitSource:
+    if name not in self.sources:
+      raise KeyError(f"unknown split {name!r}; have {sorted(self.sources)}")
+    return self.sources[name]
+
+  @functools.cached_property
+  def encoder(self) -> preprocess.Encoder:
+    return preprocess.Encoder.load(self.data_dir)
+
+
+def load_dataset(
+  name: str,
+  data_dir: str,
+  *,
+  manual_dir: str | None = None,
+  builder_kwargs: dict[str, Any] | None = None,
+) -> PreparedDataset:
+  """Prepares `name` under `data_dir` on first use (never downloads) and opens it.
+
+  Args:
+    name: `synthetic_ctr`, `criteo`, `avazu` or `libfm`, optionally `name/config`.
+    data_dir: TFDS data directory.
+    manual_dir: Folder holding the raw files of a real dataset.
+    builder_kwargs: Extra builder arguments, e.g. `{"config": "small"}` or a `CtrConfig`.
+  """
+  base, _, config = name.partition("/")
+  if base not in BUILDERS:
+    raise ValueError(f"unknown dataset {base!r}; expected one of {sorted(BUILDERS)}")
+  kw = dict(builder_kwargs or {})
+  if config:
+    kw.setdefault("config", config)
+  builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kw)
+  dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+  builder.download_and_prepare(download_config=dl_config)
+  info = preprocess.DatasetInfo.load(builder.data_dir)
+  ds = builder.as_data_source()
+  sources = {
+    s: storage.ArrayRecordSplit(ds[s], info.num_examples[s], info.chunk_rows)
+    for s in SPLITS
+    if s in ds
+  }
+  return PreparedDataset(info, sources, builder.data_dir)

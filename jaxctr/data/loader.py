@@ -1,0 +1,225 @@
+"""Deterministic, resumable, shardable batch loader with background prefetch.
+
+Batch `k` (global step) is a pure function of `(seed, k)` and the data: epoch
+`e = k // steps_per_epoch` uses a permutation derived from `(seed, e)`, so a loader
+started at `start_step=k` yields exactly what a loader from step 0 yields from its k-th
+batch on (bit-exact resume). `batch_size` is the global batch; shard `i` of `n` gets rows
+`[i * B/n, (i + 1) * B/n)` of every global batch, so hosts see disjoint parts.
+
+In-memory mode (default) reads the whole split into contiguous arrays once. Streaming mode
+(`in_memory=False`) shuffles the chunk order per epoch and rows within windows of
+`window_chunks` chunks, keeping only a window in memory.
+
+With `drop_remainder=False` (evaluation) the last global batch is padded to `batch_size`
+and every batch carries `mask` f32 [B] (1 real row, 0 padding).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from jaxctr.data.storage import SplitSource
+
+_END = object()
+
+
+class _Raised:
+  def __init__(self, exc: BaseException):
+    self.exc = exc
+
+
+def prefetch(iterable: Iterable, size: int = 2, fn: Callable | None = None) -> Iterator:
+  """Iterates `iterable` (mapping `fn` over it) in a background thread, `size` items ahead.
+
+  An exception raised by the iterable or `fn` is re-raised in the consumer. If the consumer
+  stops early, the worker notices within a fraction of a second and exits.
+  """
+  if size <= 0:
+    yield from (fn(x) for x in iterable) if fn else iterable
+    return
+  q: queue.Queue = queue.Queue(maxsize=size)
+  stop = threading.Event()
+
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        q.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def work():
+    try:
+      for x in iterable:
+        if not put(fn(x) if fn else x):
+          return
+      put(_END)
+    except BaseException as e:  # noqa: B036 - forwarded to the consumer, not swallowed
+      put(_Raised(e))
+
+  t = threading.Thread(target=work, daemon=True, name="jaxctr-prefetch")
+  t.start()
+  try:
+    while True:
+      item = q.get()
+      if item is _END:
+        return
+      if isinstance(item, _Raised):
+        raise item.exc
+      yield item
+  finally:
+    stop.set()
+
+
+def _take(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+  return {k: np.take(v, idx, axis=0) for k, v in arrays.items()}
+
+
+def _pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  n = len(batch["label"])
+  out = {}
+  for k, v in batch.items():
+    # Sequence columns pad with -1 (their "no id" value); everything else with 0.
+    fill = -1 if (v.dtype.kind == "i" and k != "cat") else 0
+    pad = np.full((size - n,) + v.shape[1:], fill, v.dtype)
+    out[k] = np.concatenate([v, pad])
+  mask = np.zeros(size, np.float32)
+  mask[:n] = 1.0
+  out["mask"] = mask
+  return out
+
+
+class Loader:
+  """Iterates numpy batch dicts `{"label", "cat", "num", ...}` from a `SplitSource`."""
+
+  def __init__(
+    self,
+    source: SplitSource,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    start_step: int = 0,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    prefetch: int = 2,
+    in_memory: bool = True,
+    window_chunks: int = 8,
+  ):
+    if batch_size % num_shards:
+      raise ValueError(f"batch_size {batch_size} is not divisible by num_shards {num_shards}")
+    if not 0 <= shard_index < num_shards:
+      raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
+    self.source = source
+    self.batch_size = batch_size
+    self.local_batch_size = batch_size // num_shards
+    self.shuffle, self.seed, self.num_epochs = shuffle, seed, num_epochs
+    self.drop_remainder, self.start_step = drop_remainder, start_step
+    self.shard_index, self.num_shards = shard_index, num_shards
+    self.prefetch_size, self.in_memory, self.window_chunks = prefetch, in_memory, window_chunks
+    n = len(source)
+    self.steps_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
+    if self.steps_per_epoch == 0:
+      raise ValueError(f"split has {n} rows, fewer than one batch of {batch_size}")
+    self._arrays: dict[str, np.ndarray] | None = None
+    self._perm: tuple[int, np.ndarray] | None = None
+
+  def __len__(self) -> int:
+    """Number of batches this loader yields (from `start_step`)."""
+    if self.num_epochs is None:
+      raise TypeError("an endless loader (num_epochs=None) has no length")
+    return max(self.num_epochs * self.steps_per_epoch - self.start_step, 0)
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    gen = self._in_memory_batches() if self.in_memory else self._streaming_batches()
+    return prefetch(gen, self.prefetch_size)
+
+  def _local(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if len(batch["label"]) < self.batch_size:
+      batch = _pad(batch, self.batch_size)
+    elif not self.drop_remainder:
+      batch = dict(batch, mask=np.ones(self.batch_size, np.float32))
+    lo = self.shard_index * self.local_batch_size
+    return {k: v[lo : lo + self.local_batch_size] for k, v in batch.items()}
+
+  def _epochs(self) -> Iterator[tuple[int, int]]:
+    """(epoch, first step within it) from `start_step` on."""
+    e, j = divmod(self.start_step, self.steps_per_epoch)
+    while self.num_epochs is None or e < self.num_epochs:
+      yield e, j
+      e, j = e + 1, 0
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if self._perm is None or self._perm[0] != epoch:
+      n = len(self.source)
+      p = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+      self._perm = (epoch, p)
+    return self._perm[1]
+
+  def _in_memory_batches(self) -> Iterator[dict[str, np.ndarray]]:
+    if self._arrays is None:
+      self._arrays = self.source.read_all()
+    b = self.batch_size
+    for e, j0 in self._epochs():
+      perm = self._permutation(e)
+      for j in range(j0, self.steps_per_epoch):
+        idx = perm[j * b : (j + 1) * b]
+        # Only this shard's rows are gathered; padding/masks work on the global layout.
+        yield self._local(_take(self._arrays, idx)) if len(idx) < b else self._gather_local(idx)
+
+  def _gather_local(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+    lo = self.shard_index * self.local_batch_size
+    out = _take(self._arrays, idx[lo : lo + self.local_batch_size])
+    if not self.drop_remainder:
+      out["mask"] = np.ones(self.local_batch_size, np.float32)
+    return out
+
+  def _windows(self, epoch: int, skip_rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """Row stream of one epoch in window-shuffled order, from row `skip_rows` on."""
+    src = self.source
+    rng = np.random.default_rng([self.seed, epoch, 1])
+    order = rng.permutation(src.num_chunks) if self.shuffle else np.arange(src.num_chunks)
+    pos = 0
+    for w in range(0, src.num_chunks, self.window_chunks):
+      ids = order[w : w + self.window_chunks]
+      rows = sum(src.chunk_len(int(i)) for i in ids)
+      if pos + rows <= skip_rows:  # skipped without reading: resume is cheap
+        pos += rows
+        continue
+      cs = src.chunks(ids)
+      arrays = {k: np.concatenate([c[k] for c in cs]) for k in cs[0]}
+      if self.shuffle:
+        arrays = _take(arrays, np.random.default_rng([self.seed, epoch, 2, w]).permutation(rows))
+      off = max(skip_rows - pos, 0)
+      pos += rows
+      yield {k: v[off:] for k, v in arrays.items()}
+
+  def _streaming_batches(self) -> Iterator[dict[str, np.ndarray]]:
+    b = self.batch_size
+    for e, j0 in self._epochs():
+      buf: list[dict[str, np.ndarray]] = []
+      have, step = 0, j0
+      for win in self._windows(e, j0 * b):
+        buf.append(win)
+        have += len(win["label"])
+        if have < b:
+          continue
+        rows = {k: np.concatenate([x[k] for x in buf]) for k in buf[0]}
+        n_full = have // b
+        for i in range(n_full):
+          if step >= self.steps_per_epoch:
+            break
+          yield self._local({k: v[i * b : (i + 1) * b] for k, v in rows.items()})
+          step += 1
+        rest = {k: v[n_full * b :] for k, v in rows.items()}
+        have -= n_full * b
+        buf = [rest] if have else []
+      if have and step < self.steps_per_epoch:  # only when not dropping the remainder
+        yield self._local({k: np.concatenate([x[k] for x in buf]) for k in buf[0]})

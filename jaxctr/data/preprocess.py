@@ -1,0 +1,325 @@
+"""Streaming statistics, vocabularies, `DatasetInfo` and the `Encoder`.
+
+Preparation makes two passes. Pass 1 streams parsed chunks through `StatsCollector`, which
+counts ids per categorical field (memory bounded by vocabulary size, not file size) and
+accumulates numeric statistics (moments of raw and log1p values, min/max, missing count
+and a fixed-size deterministic sample for quantiles). `build_vocabularies` keeps ids seen at
+least `min_count` times; kept ids are numbered 1..V by descending count (so hot rows sit
+together at the start of each table) and everything else maps to the OOV id 0. Pass 2
+encodes rows with an `Encoder`, which serving reuses so that both encode identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from jaxctr.embeddings.specs import CATEGORICAL, NUMERIC, FeatureSpec
+
+INFO_FILE = "jaxctr_info.json"
+VOCAB_FILE = "jaxctr_vocab.npz"
+SAMPLE_SIZE = 4096
+FILLS = ("zero", "mean")
+TRANSFORMS = ("log1p_standardize", "log1p", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+  """How raw values become model inputs.
+
+  Attributes:
+    min_count: Categorical ids seen fewer times in the training split map to OOV (0).
+    numeric_fill: Raw value used for a missing numeric cell: `zero` or the training `mean`.
+    numeric_transform: `log1p_standardize` (sign(x) * log1p(|x|), then standardised with
+      training statistics), `log1p` or `none`.
+  """
+
+  min_count: int = 1
+  numeric_fill: str = "zero"
+  numeric_transform: str = "log1p_standardize"
+
+  def __post_init__(self):
+    if self.numeric_fill not in FILLS:
+      raise ValueError(f"numeric_fill must be one of {FILLS}, got {self.numeric_fill!r}")
+    if self.numeric_transform not in TRANSFORMS:
+      raise ValueError(
+        f"numeric_transform must be one of {TRANSFORMS}, got {self.numeric_transform!r}"
+      )
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+  return np.sign(x) * np.log1p(np.abs(x))
+
+
+class _Counter:
+  """Counts int64 keys; per-chunk counts are merged lazily so merging stays amortised O(V)."""
+
+  def __init__(self):
+    self.keys = np.zeros(0, np.int64)
+    self.counts = np.zeros(0, np.int64)
+    self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+    self._pending_len = 0
+
+  def add(self, values: np.ndarray) -> None:
+    k, c = np.unique(values, return_counts=True)
+    self._pending.append((k, c))
+    self._pending_len += len(k)
+    if self._pending_len > max(len(self.keys), 1 << 16):
+      self._merge()
+
+  def _merge(self) -> None:
+    if not self._pending:
+      return
+    keys = np.concatenate([self.keys] + [k for k, _ in self._pending])
+    counts = np.concatenate([self.counts] + [c for _, c in self._pending])
+    self.keys, inv = np.unique(keys, return_inverse=True)
+    self.counts = np.bincount(inv, weights=counts, minlength=len(self.keys)).astype(np.int64)
+    self._pending, self._pending_len = [], 0
+
+  def result(self) -> tuple[np.ndarray, np.ndarray]:
+    self._merge()
+    return self.keys, self.counts
+
+
+class StatsCollector:
+  """Pass-1 accumulator of categorical counts and numeric statistics."""
+
+  def __init__(self, num_categorical: int, num_numeric: int, seed: int = 0):
+    self.counters = [_Counter() for _ in range(num_categorical)]
+    n = num_numeric
+    self.count = np.zeros(n, np.int64)
+    self.missing = np.zeros(n, np.int64)
+    self.min = np.full(n, np.inf)
+    self.max = np.full(n, -np.inf)
+    self.sums = np.zeros((4, n))  # sum, sum of squares, of raw and of signed log1p
+    self._rng = np.random.default_rng(seed)
+    # Random-priority sample: keep the SAMPLE_SIZE values with the smallest priorities,
+    # a deterministic, bounded-memory uniform sample of each column.
+    self._sample = [np.zeros(0) for _ in range(n)]
+    self._prio = [np.zeros(0) for _ in range(n)]
+
+  def update(self, cat: np.ndarray, num: np.ndarray) -> None:
+    for f, counter in enumerate(self.counters):
+      counter.add(cat[:, f])
+    if num.shape[1] == 0 or len(num) == 0:
+      return
+    miss = np.isnan(num)
+    self.missing += miss.sum(0)
+    self.count += (~miss).sum(0)
+    x = np.where(miss, 0.0, num)
+    lx = signed_log1p(x)
+    self.sums += np.stack([x.sum(0), (x * x).sum(0), lx.sum(0), (lx * lx).sum(0)])
+    self.min = np.minimum(self.min, np.where(miss, np.inf, num).min(0))
+    self.max = np.maximum(self.max, np.where(miss, -np.inf, num).max(0))
+    prio = self._rng.random(num.shape)
+    for j in range(num.shape[1]):
+      ok = ~miss[:, j]
+      v = np.concatenate([self._sample[j], num[ok, j]])
+      p = np.concatenate([self._prio[j], prio[ok, j]])
+      if len(v) > SAMPLE_SIZE:
+        keep = np.argpartition(p, SAMPLE_SIZE)[:SAMPLE_SIZE]
+        v, p = v[keep], p[keep]
+      self._sample[j], self._prio[j] = v, p
+
+  def numeric_stats(self, names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    out = []
+    for j, name in enumerate(names):
+      c = max(int(self.count[j]), 1)
+      mean, lmean = self.sums[0, j] / c, self.sums[2, j] / c
+      std = float(np.sqrt(max(self.sums[1, j] / c - mean**2, 0.0)))
+      lstd = float(np.sqrt(max(self.sums[3, j] / c - lmean**2, 0.0)))
+      qs = (
+        np.quantile(self._sample[j], [0.01, 0.25, 0.5, 0.75, 0.99])
+        if len(self._sample[j])
+        else [0.0] * 5
+      )
+      out.append(
+        {
+          "name": name,
+          "count": int(self.count[j]),
+          "missing": int(self.missing[j]),
+          "min": float(self.min[j]) if self.count[j] else 0.0,
+          "max": float(self.max[j]) if self.count[j] else 0.0,
+          "mean": float(mean),
+          "std": std,
+          "log1p_mean": float(lmean),
+          "log1p_std": lstd,
+          "quantiles": {q: float(v) for q, v in zip(("p01", "p25", "p50", "p75", "p99"), qs)},
+        }
+      )
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+  """Raw keys of one field (sorted) and their encoded ids (1..V)."""
+
+  keys: np.ndarray
+  ids: np.ndarray
+
+  @property
+  def size(self) -> int:
+    """Encoded vocabulary size including the OOV id 0."""
+    return len(self.keys) + 1
+
+  def encode(self, keys: np.ndarray) -> np.ndarray:
+    if len(self.keys) == 0:
+      return np.zeros(np.shape(keys), np.int32)
+    pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+    return np.where(self.keys[pos] == keys, self.ids[pos], 0).astype(np.int32)
+
+
+def build_vocabulary(keys: np.ndarray, counts: np.ndarray, min_count: int) -> Vocabulary:
+  keep = counts >= min_count
+  k, c = keys[keep], counts[keep]
+  order = np.lexsort((k, -c))  # by descending count, ties by key: deterministic
+  ids = np.empty(len(k), np.int32)
+  ids[order] = np.arange(1, len(k) + 1, dtype=np.int32)
+  return Vocabulary(k, ids)
+
+
+def identity_vocabulary(size: int) -> Vocabulary:
+  """Keys 1..size map to themselves (synthetic data, where ids are already dense)."""
+  ids = np.arange(1, size + 1, dtype=np.int32)
+  return Vocabulary(ids.astype(np.int64), ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """Everything training and serving need to know about a prepared dataset.
+
+  Attributes:
+    name: Dataset name.
+    features: Column specs in order: the categorical ones (columns of `cat`), then the
+      numeric ones (columns of `num`).
+    num_examples: Rows per split.
+    oracle_auc: AUC of the planted logit per split (synthetic data only).
+    group_feature: Name of a feature to group AUC by (e.g. user), if any.
+    numeric_stats: Per numeric feature statistics of the training split.
+    preprocess: The `PreprocessConfig` as a dict.
+    source_format: Raw format (`criteo`, `avazu`, `libfm`, `synthetic`).
+    format_kwargs: Parser options needed to parse raw rows the same way.
+    chunk_rows: Rows per stored record (the last record of a split may be shorter).
+    positive_rate: Label mean per split.
+    extra: Free-form details (e.g. parse error counts, synthetic config).
+  """
+
+  name: str
+  features: tuple[FeatureSpec, ...]
+  num_examples: dict[str, int]
+  oracle_auc: dict[str, float] | None = None
+  group_feature: str | None = None
+  numeric_stats: tuple[dict[str, Any], ...] = ()
+  preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
+  source_format: str = ""
+  format_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+  chunk_rows: int = 8192
+  positive_rate: dict[str, float] = dataclasses.field(default_factory=dict)
+  extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def categorical(self) -> tuple[FeatureSpec, ...]:
+    return tuple(f for f in self.features if f.kind == CATEGORICAL)
+
+  @property
+  def numeric(self) -> tuple[FeatureSpec, ...]:
+    return tuple(f for f in self.features if f.kind == NUMERIC)
+
+  def to_json(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["features"] = [f.to_json() for f in self.features]
+    d["numeric_stats"] = list(self.numeric_stats)
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict[str, Any]) -> DatasetInfo:
+    d = dict(d)
+    d["features"] = tuple(FeatureSpec.from_json(f) for f in d["features"])
+    d["numeric_stats"] = tuple(d.get("numeric_stats", ()))
+    return cls(**d)
+
+  def save(self, directory: str) -> None:
+    with open(os.path.join(directory, INFO_FILE), "w") as fh:
+      json.dump(self.to_json(), fh, indent=1)
+
+  @classmethod
+  def load(cls, directory: str) -> DatasetInfo:
+    with open(os.path.join(directory, INFO_FILE)) as fh:
+      return cls.from_json(json.load(fh))
+
+
+def make_features(cat_names, vocabs: list[Vocabulary], num_names) -> tuple[FeatureSpec, ...]:
+  cats = [FeatureSpec(n, CATEGORICAL, vocab_size=v.size) for n, v in zip(cat_names, vocabs)]
+  return tuple(cats + [FeatureSpec(n, NUMERIC) for n in num_names])
+
+
+class Encoder:
+  """Encodes raw parsed values exactly as preparation did (vocabularies + numeric transform)."""
+
+  def __init__(self, info: DatasetInfo, vocabs: list[Vocabulary]):
+    self.info = info
+    self.vocabs = vocabs
+    cfg = PreprocessConfig(**info.preprocess)
+    self.transform = cfg.numeric_transform
+    st = info.numeric_stats
+    self.fill = np.array([s["mean"] if cfg.numeric_fill == "mean" else 0.0 for s in st])
+    self.shift = np.array([s["log1p_mean"] for s in st])
+    self.scale = np.array([s["log1p_std"] if s["log1p_std"] > 0 else 1.0 for s in st])
+
+  def save(self, directory: str) -> None:
+    arrays = {}
+    for i, v in enumerate(self.vocabs):
+      arrays[f"keys_{i}"], arrays[f"ids_{i}"] = v.keys, v.ids
+    np.savez(os.path.join(directory, VOCAB_FILE), **arrays)
+    self.info.save(directory)
+
+  @classmethod
+  def load(cls, directory: str) -> Encoder:
+    info = DatasetInfo.load(directory)
+    with np.load(os.path.join(directory, VOCAB_FILE)) as z:
+      vocabs = [Vocabulary(z[f"keys_{i}"], z[f"ids_{i}"]) for i in range(len(info.categorical))]
+    return cls(info, vocabs)
+
+  def encode(self, cat_keys: np.ndarray, num_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw keys int64 [n, F] and raw numbers [n, N] (NaN = missing) -> (int32 ids, float32)."""
+    cat = np.empty(cat_keys.shape, np.int32)
+    for f, v in enumerate(self.vocabs):
+      cat[:, f] = v.encode(cat_keys[:, f])
+    x = np.asarray(num_raw, np.float64)
+    x = np.where(np.isnan(x), self.fill, x)
+    if self.transform != "none":
+      x = signed_log1p(x)
+    if self.transform == "log1p_standardize":
+      x = (x - self.shift) / self.scale
+    return cat, x.astype(np.float32)
+
+  def encode_lines(self, lines: list[bytes | str], strict: bool = True) -> dict[str, np.ndarray]:
+    """Parses raw text rows of the source format (no header) and encodes them."""
+    from jaxctr.data import parsers  # local: parsers is only needed for text rows
+
+    data = b"".join(
+      (ln.encode() if isinstance(ln, str) else ln).rstrip(b"\r\n") + b"\n" for ln in lines
+    )
+    kw = dict(self.info.format_kwargs)
+    fmt = self.info.source_format
+    fn = {
+      "criteo": parsers.parse_criteo,
+      "avazu": parsers.parse_avazu,
+      "libfm": parsers.parse_libfm,
+    }
+    if fmt not in fn:
+      raise ValueError(f"encode_lines does not support source format {fmt!r}")
+    if fmt == "avazu":
+      kw["header"] = False
+    chunks = list(fn[fmt]("<rows>", blocks=[data], strict=strict, **kw))
+    cat, num = self.encode(
+      np.concatenate([c.cat for c in chunks]), np.concatenate([c.num for c in chunks])
+    )
+    out = {"cat": cat, "num": num}
+    if chunks[0].label is not None:
+      out["label"] = np.concatenate([c.label for c in chunks]).astype(np.float32)
+    return out
