@@ -77,9 +77,9 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     nc, nn = self._shape()
     features = tfds.features.FeaturesDict(
       {
-        "label": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        "cat": tfds.features.Tensor(shape=(None, nc), dtype=np.int32),
-        "num": tfds.features.Tensor(shape=(None, nn), dtype=np.float32),
+        "label": tfds.features.Tensor(shape=(None,), dtype=np.float32, encoding="bytes"),
+        "cat": tfds.features.Tensor(shape=(None, nc), dtype=np.int32, encoding="bytes"),
+        "num": tfds.features.Tensor(shape=(None, nn), dtype=np.float32, encoding="bytes"),
       }
     )
     return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
@@ -129,8 +129,7 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         cat, num = encoder.encode(c["cat"], c["num"])
         yield {"label": c["label"].astype(np.float32), "cat": cat, "num": num}
 
-    for i, chunk in enumerate(storage.rechunk(encoded(), self.builder_config.chunk_rows)):
-      yield i, chunk
+    yield from enumerate(storage.rechunk(encoded(), self.builder_config.chunk_rows))
     spill.finish(split)
 
   def _text_pass1(self, spill, cfg, sources, parse_fn, names, fmt, format_kwargs):
@@ -209,7 +208,7 @@ class SyntheticCtr(_CtrBuilder):
     gen = synthetic.SyntheticGenerator(scfg)
     stats = preprocess.StatsCollector(0, scfg.num_numeric)
     rows, oracle = {}, {}
-    for s, n in zip(SPLITS, self.builder_config.sizes):
+    for s, n in zip(SPLITS, self.builder_config.sizes, strict=True):
       labels, logits = [], []
       for lo in range(0, n, synthetic.BLOCK_ROWS):
         d = gen.sample(min(synthetic.BLOCK_ROWS, n - lo), s, start=lo)
@@ -289,7 +288,13 @@ class Libfm(_CtrBuilder):
     nf = self.builder_config.num_fields
     names = (tuple(f"F{i + 1}" for i in range(nf)), ())
     return self._text_pass1(
-      spill, cfg, list(zip(paths, SPLITS)), parsers.parse_libfm, names, "libfm", {"num_fields": nf}
+      spill,
+      cfg,
+      list(zip(paths, SPLITS, strict=True)),
+      parsers.parse_libfm,
+      names,
+      "libfm",
+      {"num_fields": nf},
     )
 
 

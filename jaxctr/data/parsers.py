@@ -18,6 +18,8 @@ With `strict=True` the first one raises `DataError` naming file, line and column
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -141,7 +143,7 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, width: int | 
   if width is None:
     width = max(int(lens.max(initial=0)), 1)
   view = np.ndarray((len(buf) - width + 1,), np.dtype((np.void, width)), buf, 0, (1,))
-  b = view[np.minimum(starts, len(view) - 1)].view(np.uint8).reshape(starts.shape + (width,))
+  b = view[np.ascontiguousarray(np.minimum(starts, len(view) - 1))].view(np.uint8).reshape(starts.shape + (width,))
   return b, np.arange(width) < lens[..., None]
 
 
@@ -220,21 +222,53 @@ def _parse_label(buf, starts, lens, allow_neg=False):
   return one.astype(np.float32), ok
 
 
-def _report_bad(report, path, line_base, counts, ncols, good, col_ok, col_names, strict):
-  """Reports lines with wrong cell counts and lines whose cells failed to decode."""
+def _bad_lines(counts, ncols, good, col_ok, col_names) -> list[tuple[int, str]]:
+  """(0-based line in block, reason) of lines with a wrong cell count or undecodable cell."""
+  cell_bad = np.flatnonzero(~col_ok.all(axis=1)) if col_ok.size else np.zeros(0, np.int64)
   bad_count = np.flatnonzero((counts != ncols) & (counts > 0))
-  bad_cells = good[~col_ok.all(axis=1)] if col_ok.size else good[:0]
-  if not (len(bad_count) or len(bad_cells)):
+  if not (len(bad_count) or len(cell_bad)):
+    return []
+  out = [(int(li), f"expected {ncols} columns, got {int(counts[li])}") for li in bad_count]
+  for i in cell_bad:
+    c = int(np.argmin(col_ok[i]))
+    out.append((int(good[i]), f"bad value in column {c + 1} ({col_names[c]})"))
+  return sorted(out)
+
+
+def _drive(path, blocks, block_fn, report, strict, workers, line_base=0) -> Iterator[ParsedChunk]:
+  """Runs `block_fn` over blocks (in a thread pool; numpy releases the GIL) in order.
+
+  `block_fn(block)` returns (chunk with 0-based in-block line indices, number of lines, bad
+  lines); line numbers, error messages and strict mode are resolved here, in file order.
+  """
+  report = report if report is not None else ParseReport()
+
+  def finish(result):
+    nonlocal line_base
+    chunk, nlines, bad = result
+    for li, msg in bad:
+      report.bad(f"{path}:{line_base + li + 1}: {msg}", strict)
+    chunk.line = chunk.line + (line_base + 1)
+    line_base += nlines
+    report.rows += len(chunk)
+    return chunk
+
+  if workers <= 1:
+    for block in blocks:
+      yield finish(block_fn(block))
     return
-  first_col = {int(good[i]): int(np.argmin(col_ok[i])) for i in np.flatnonzero(~col_ok.all(axis=1))}
-  for li in np.union1d(bad_count, bad_cells):
-    li = int(li)
-    where = f"{path}:{line_base + li + 1}"
-    if li in first_col:
-      c = first_col[li]
-      report.bad(f"{where}: bad value in column {c + 1} ({col_names[c]})", strict)
-    else:
-      report.bad(f"{where}: expected {ncols} columns, got {int(counts[li])}", strict)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending: collections.deque = collections.deque()
+    for block in blocks:
+      pending.append(pool.submit(block_fn, block))
+      if len(pending) > workers:
+        yield finish(pending.popleft().result())
+    while pending:
+      yield finish(pending.popleft().result())
+
+
+def _buffer(block: bytes) -> np.ndarray:
+  return np.frombuffer(bytes(PAD) + block + bytes(PAD), np.uint8)
 
 
 def parse_criteo(
@@ -247,18 +281,18 @@ def parse_criteo(
   strict: bool = False,
   report: ParseReport | None = None,
   block_bytes: int = BLOCK_BYTES,
+  workers: int = 2,
 ) -> Iterator[ParsedChunk]:
   """Parses a Criteo Kaggle / 1TB day file (`label \\t I1..I13 \\t C1..C26`)."""
-  report = report if report is not None else ParseReport()
   ncols = int(has_label) + num_numeric + num_categorical
   names = (["label"] if has_label else []) + [f"I{i + 1}" for i in range(num_numeric)]
   names += [f"C{i + 1}" for i in range(num_categorical)]
-  line_base = 0
-  for block in blocks if blocks is not None else read_blocks(path, block_bytes):
-    buf = np.frombuffer(bytes(PAD) + block + bytes(PAD), np.uint8)
+  o = int(has_label)
+
+  def block_fn(block):
+    buf = _buffer(block)
     good, starts, ends, counts, nlines = _split(buf, (9,), ncols)
     lens = ends - starts
-    o = int(has_label)
     num, ok_num = parse_ints(buf, starts[:, o : o + num_numeric], lens[:, o : o + num_numeric])
     cat, ok_cat = parse_hex8(buf, starts[:, o + num_numeric :], lens[:, o + num_numeric :])
     cols_ok = [ok_num, ok_cat]
@@ -267,38 +301,49 @@ def parse_criteo(
       label, ok_lab = _parse_label(buf, starts[:, 0], lens[:, 0])
       cols_ok.insert(0, ok_lab[:, None])
     col_ok = np.concatenate(cols_ok, axis=1)
-    _report_bad(report, path, line_base, counts, ncols, good, col_ok, names, strict)
-    keep = col_ok.all(axis=1)
-    report.rows += int(keep.sum())
-    yield ParsedChunk(
-      label=None if label is None else label[keep],
-      cat=cat[keep],
-      num=num[keep],
-      line=good[keep].astype(np.int64) + line_base + 1,
+    bad = _bad_lines(counts, ncols, good, col_ok, names)
+    keep = col_ok.all(axis=1) if bad else slice(None)
+    chunk = ParsedChunk(
+      label=None if label is None else label[keep], cat=cat[keep], num=num[keep], line=good[keep]
     )
-    line_base += nlines
+    return chunk, nlines, bad
+
+  blocks = blocks if blocks is not None else read_blocks(path, block_bytes)
+  return _drive(path, blocks, block_fn, report, strict, workers)
 
 
-def _avazu_hour(keys_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Hour of day and weekday from YYMMDDHH integers (vectorised via datetime64)."""
-  yy, rest = np.divmod(keys_text, 1_000_000)
-  mm, rest = np.divmod(rest, 10_000)
+def _avazu_hour(yymmddhh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Hour of day and weekday (Monday = 0) from YYMMDDHH integers."""
+  ym, rest = np.divmod(yymmddhh, 10_000)
   dd, hh = np.divmod(rest, 100)
-  days = (
-    np.array([f"{2000 + y:04d}-{m:02d}" for y, m in zip(yy, mm)], dtype="datetime64[M]")
-    .astype("datetime64[D]")
-    .astype(np.int64)
-    + dd
-    - 1
-  )
-  weekday = (days + 3) % 7  # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
+  # Few distinct months: convert those through datetime64, then index.
+  months, inv = np.unique(ym, return_inverse=True)
+  first = np.array([f"{2000 + m // 100:04d}-{m % 100:02d}" for m in months], "datetime64[M]")
+  days = first.astype("datetime64[D]").astype(np.int64)[inv] + dd - 1
+  weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
   return hh, weekday
 
 
-def avazu_feature_names(has_label: bool = True, expand_hour: bool = True) -> tuple[str, ...]:
-  del has_label
+def avazu_feature_names(expand_hour: bool = True) -> tuple[str, ...]:
   cols = [c for c in AVAZU_COLUMNS if c not in ("id", "click", "hour")]
   return tuple((["hour_of_day", "weekday"] if expand_hour else ["hour"]) + cols)
+
+
+def _strip_header(path, blocks, cols) -> Iterator[bytes]:
+  first = True
+  for block in blocks:
+    if first:
+      first = False
+      nl = block.index(b"\n")
+      header = block[:nl].decode("utf-8", "replace").strip().split(",")
+      if header != cols:
+        raise DataError(
+          f"{path}:1: unexpected Avazu header {header[:4]}...; expected {cols[:4]}..."
+        )
+      block = block[nl + 1 :]
+      if not block:
+        continue
+    yield block
 
 
 def parse_avazu(
@@ -311,38 +356,29 @@ def parse_avazu(
   strict: bool = False,
   report: ParseReport | None = None,
   block_bytes: int = BLOCK_BYTES,
+  workers: int = 2,
 ) -> Iterator[ParsedChunk]:
-  """Parses an Avazu CSV with header (`id,click,hour,C1,...`; test files lack `click`)."""
-  report = report if report is not None else ParseReport()
+  """Parses an Avazu CSV with header (`id,click,hour,C1,...`; test files lack `click`).
+
+  Cells are hashed to 63-bit keys; `hour` (YYMMDDHH) becomes hour-of-day and weekday.
+  """
   cols = [c for c in AVAZU_COLUMNS if has_label or c != "click"]
   ncols = len(cols)
-  line_base = 0
-  header_seen = not header
-  for block in blocks if blocks is not None else read_blocks(path, block_bytes):
-    if not header_seen:
-      nl = block.index(b"\n")
-      header = block[:nl].decode("utf-8", "replace").strip().split(",")
-      if header != cols:
-        raise DataError(
-          f"{path}:1: unexpected Avazu header {header[:4]}...; expected {cols[:4]}..."
-        )
-      block, header_seen, line_base = block[nl + 1 :], True, 1
-      if not block:
-        continue
-    buf = np.frombuffer(bytes(PAD) + block + bytes(PAD), np.uint8)
+  hcol = cols.index("hour")
+  cat_cols = [i for i, c in enumerate(cols) if c not in ("id", "click", "hour")]
+
+  def block_fn(block):
+    buf = _buffer(block)
     good, starts, ends, counts, nlines = _split(buf, (44,), ncols)
     lens = ends - starts
-    hcol = cols.index("hour")
     hour, ok_hour = parse_ints(buf, starts[:, hcol], lens[:, hcol])
-    ok_hour &= (lens[:, hcol] == 8) & ~np.isnan(hour)
     col_ok = np.ones(starts.shape, bool)
-    col_ok[:, hcol] = ok_hour
+    col_ok[:, hcol] = ok_hour & (lens[:, hcol] == 8)
     label = None
     if has_label:
       label, col_ok[:, 1] = _parse_label(buf, starts[:, 1], lens[:, 1])
-    _report_bad(report, path, line_base, counts, ncols, good, col_ok, cols, strict)
+    bad = _bad_lines(counts, ncols, good, col_ok, cols)
     keep = col_ok.all(axis=1)
-    cat_cols = [i for i, c in enumerate(cols) if c not in ("id", "click", "hour")]
     other = hash_cells(buf, starts[keep][:, cat_cols], lens[keep][:, cat_cols])
     hv = np.nan_to_num(hour[keep]).astype(np.int64)
     if expand_hour:
@@ -350,14 +386,16 @@ def parse_avazu(
       cat = np.concatenate([hh[:, None], wd[:, None], other], axis=1)
     else:
       cat = np.concatenate([hv[:, None], other], axis=1)
-    report.rows += int(keep.sum())
-    yield ParsedChunk(
-      label=None if label is None else label[keep],
-      cat=cat,
-      num=np.zeros((int(keep.sum()), 0)),
-      line=good[keep].astype(np.int64) + line_base + 1,
+    n = int(keep.sum())
+    chunk = ParsedChunk(
+      label=None if label is None else label[keep], cat=cat, num=np.zeros((n, 0)), line=good[keep]
     )
-    line_base += nlines
+    return chunk, nlines, bad
+
+  blocks = blocks if blocks is not None else read_blocks(path, block_bytes)
+  if header:
+    blocks = _strip_header(path, blocks, cols)
+  return _drive(path, blocks, block_fn, report, strict, workers, line_base=int(header))
 
 
 def libfm_num_fields(path) -> int:
@@ -376,18 +414,21 @@ def parse_libfm(
   strict: bool = False,
   report: ParseReport | None = None,
   block_bytes: int = BLOCK_BYTES,
+  workers: int = 2,
 ) -> Iterator[ParsedChunk]:
-  """Parses libFM lines `label idx:val ...` (BARS format: fixed field count, val == 1)."""
-  report = report if report is not None else ParseReport()
+  """Parses libFM lines `label idx:val ...` (BARS: fixed field count, val 1, label -1/0/1).
+
+  `cat` holds the global feature index of each field position.
+  """
   if num_fields is None and blocks is not None:
     blocks = list(blocks)
     num_fields = len(blocks[0].split(b"\n", 1)[0].split()) - 1
   nf = num_fields if num_fields is not None else libfm_num_fields(path)
   ncols = 1 + 2 * nf
   names = ["label"] + [f"{k}{i + 1}" for i in range(nf) for k in ("index", "value")]
-  line_base = 0
-  for block in blocks if blocks is not None else read_blocks(path, block_bytes):
-    buf = np.frombuffer(bytes(PAD) + block + bytes(PAD), np.uint8)
+
+  def block_fn(block):
+    buf = _buffer(block)
     # Runs of spaces would create empty cells; BARS files use single spaces.
     good, starts, ends, counts, nlines = _split(buf, (32, 58), ncols)
     lens = ends - starts
@@ -400,13 +441,12 @@ def parse_libfm(
     ok_val = (lens[:, 2::2] > 0) & (vb[..., 0] == 49) & rest_ok
     col_ok = np.empty(starts.shape, bool)
     col_ok[:, 0], col_ok[:, 1::2], col_ok[:, 2::2] = ok_lab, ok_idx, ok_val
-    _report_bad(report, path, line_base, counts, ncols, good, col_ok, names, strict)
+    bad = _bad_lines(counts, ncols, good, col_ok, names)
     keep = col_ok.all(axis=1)
-    report.rows += int(keep.sum())
-    yield ParsedChunk(
-      label=label[keep],
-      cat=np.nan_to_num(idx[keep]).astype(np.int64),
-      num=np.zeros((int(keep.sum()), 0)),
-      line=good[keep].astype(np.int64) + line_base + 1,
-    )
-    line_base += nlines
+    n = int(keep.sum())
+    cat = np.nan_to_num(idx[keep]).astype(np.int64)
+    chunk = ParsedChunk(label=label[keep], cat=cat, num=np.zeros((n, 0)), line=good[keep])
+    return chunk, nlines, bad
+
+  blocks = blocks if blocks is not None else read_blocks(path, block_bytes)
+  return _drive(path, blocks, block_fn, report, strict, workers)

@@ -52,7 +52,7 @@ class PreprocessConfig:
 
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:
-  return np.sign(x) * np.log1p(np.abs(x))
+  return np.copysign(np.log1p(np.abs(x)), x)
 
 
 class _Counter:
@@ -148,7 +148,9 @@ class StatsCollector:
           "std": std,
           "log1p_mean": float(lmean),
           "log1p_std": lstd,
-          "quantiles": {q: float(v) for q, v in zip(("p01", "p25", "p50", "p75", "p99"), qs)},
+          "quantiles": {
+            q: float(v) for q, v in zip(("p01", "p25", "p50", "p75", "p99"), qs, strict=True)
+          },
         }
       )
     return tuple(out)
@@ -253,7 +255,9 @@ class DatasetInfo:
 
 
 def make_features(cat_names, vocabs: list[Vocabulary], num_names) -> tuple[FeatureSpec, ...]:
-  cats = [FeatureSpec(n, CATEGORICAL, vocab_size=v.size) for n, v in zip(cat_names, vocabs)]
+  cats = [
+    FeatureSpec(n, CATEGORICAL, vocab_size=v.size) for n, v in zip(cat_names, vocabs, strict=True)
+  ]
   return tuple(cats + [FeatureSpec(n, NUMERIC) for n in num_names])
 
 

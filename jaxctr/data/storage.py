@@ -43,25 +43,42 @@ def rechunk(
 
 
 class Spill:
-  """Pass-1 parsed chunks of each split, kept on disk so raw text is parsed only once."""
+  """Pass-1 parsed chunks of each split, so raw text is parsed only once.
 
-  def __init__(self, directory: str):
+  Chunks stay in memory up to `memory_bytes` in total; beyond that they go to .npz files
+  in `directory`, which keeps preparation of larger-than-RAM files bounded in memory.
+  """
+
+  def __init__(self, directory: str, memory_bytes: int = 1 << 30):
     self.directory = directory
-    os.makedirs(directory, exist_ok=True)
-    self.files: dict[str, list[str]] = {}
+    self.memory_bytes = memory_bytes
+    self.held = 0
+    self.files: dict[str, list[str | dict[str, np.ndarray]]] = {}
 
   def add(self, split: str, **arrays: np.ndarray) -> None:
     files = self.files.setdefault(split, [])
+    size = sum(a.nbytes for a in arrays.values())
+    if self.held + size <= self.memory_bytes:
+      self.held += size
+      files.append(arrays)
+      return
+    os.makedirs(self.directory, exist_ok=True)
     path = os.path.join(self.directory, f"{split}-{len(files):06d}.npz")
     np.savez(path, **arrays)
     files.append(path)
 
   def read(self, split: str, delete: bool = True) -> Iterator[dict[str, np.ndarray]]:
-    for path in self.files.get(split, []):
-      with np.load(path) as z:
-        out = {k: z[k] for k in z.files}
+    files = self.files.get(split, [])
+    for i, item in enumerate(files):
+      if isinstance(item, dict):
+        out = item
+      else:
+        with np.load(item) as z:
+          out = {k: z[k] for k in z.files}
+        if delete:
+          os.remove(item)
       if delete:
-        os.remove(path)
+        files[i] = None  # release memory as soon as the chunk is consumed
       yield out
 
   def finish(self, split: str) -> None:
@@ -105,7 +122,7 @@ class SplitSource:
     step = 16
     for lo in range(0, self.num_chunks, step):
       idx = list(range(lo, min(lo + step, self.num_chunks)))
-      for i, c in zip(idx, [first] if idx == [0] else self.chunks(idx)):
+      for i, c in zip(idx, [first] if idx == [0] else self.chunks(idx), strict=True):
         a = i * self.chunk_rows
         for k, v in c.items():
           out[k][a : a + len(v)] = v

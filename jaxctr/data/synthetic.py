@@ -127,7 +127,7 @@ class SyntheticGenerator:
     s_first = 0.0 if cfg.pairwise_only else cfg.s_first
     s_num = 0.0 if cfg.pairwise_only else cfg.s_numeric
     self.cdfs, self.ids_by_rank = [], []
-    for f, v in enumerate(self.vocab_sizes):
+    for v in self.vocab_sizes:
       w = np.arange(1, v + 1, dtype=np.float64) ** (-cfg.zipf_s)
       cdf = np.cumsum(w)
       self.cdfs.append(cdf / cdf[-1])
@@ -182,7 +182,7 @@ class SyntheticGenerator:
       rank = np.minimum(np.searchsorted(self.cdfs[f], u[:, f], side="right"), v - 1)
       cat[:, f] = self.ids_by_rank[f][rank]
       logit += self.first[f][cat[:, f]]
-    for (f, h), bt in zip(self.pairs, self.beta):
+    for (f, h), bt in zip(self.pairs, self.beta, strict=True):
       dot = np.einsum("nk,nk->n", self.latent[f][cat[:, f]], self.latent[h][cat[:, h]])
       logit += bt * dot / math.sqrt(cfg.latent_k)
     label = rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))
@@ -275,7 +275,9 @@ def write_criteo_tsv(
         if missing_rate > 0:
           c[rng.random(hi - lo) < missing_rate] = b""
         cols.append(c)
-      text = b"\n".join(b"\t".join(row) for row in zip(*[c.tolist() for c in cols])) + b"\n"
+      text = (
+        b"\n".join(b"\t".join(row) for row in zip(*[c.tolist() for c in cols], strict=True)) + b"\n"
+      )
       fh.write(text)
       nbytes += len(text)
   return nbytes

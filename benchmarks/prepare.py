@@ -1,0 +1,66 @@
+"""Times Criteo TSV preparation (parse, vocabularies, encode, TFDS array_record write).
+
+Writes synthetic rows as raw Criteo TSV into a temporary manual directory, then times the
+`criteo` builder end to end. The last stdout line is a JSON object with `rows_per_s`.
+
+  python benchmarks/prepare.py [--rows 1000000] [--missing_rate 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from absl import logging
+
+from jaxctr.data import builders, synthetic
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--rows", type=int, default=1_000_000)
+  p.add_argument("--missing_rate", type=float, default=0.05)
+  p.add_argument("--min_count", type=int, default=10)
+  p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+  args = p.parse_args()
+  logging.set_verbosity(logging.WARNING)
+  tmp = tempfile.mkdtemp(prefix="jaxctr_prepare_")
+  try:
+    manual = os.path.join(tmp, "manual")
+    os.makedirs(manual)
+    gen = synthetic.SyntheticGenerator()
+    t0 = time.perf_counter()
+    data = gen.sample(args.rows, "train")
+    path = os.path.join(manual, "train.txt")
+    nbytes = synthetic.write_criteo_tsv(path, gen, data, missing_rate=args.missing_rate)
+    write_s = time.perf_counter() - t0
+    config = builders.CtrConfig(name="bench", min_count=args.min_count, files=("train.txt",))
+    t0 = time.perf_counter()
+    ds = builders.load_dataset(
+      "criteo", os.path.join(tmp, "data"), manual_dir=manual, builder_kwargs={"config": config}
+    )
+    prep_s = time.perf_counter() - t0
+    rows = sum(ds.info.num_examples.values())
+    result = {
+      "rows_per_s": rows / prep_s,
+      "rows": rows,
+      "prepare_s": prep_s,
+      "mb_per_s": nbytes / prep_s / 1e6,
+      "tsv_bytes": nbytes,
+      "tsv_write_s": write_s,
+      "num_examples": ds.info.num_examples,
+      "rows_skipped": ds.info.extra["rows_skipped"],
+      "cpu_count": os.cpu_count(),
+    }
+  finally:
+    if not args.keep:
+      shutil.rmtree(tmp, ignore_errors=True)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()
