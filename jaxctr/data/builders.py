@@ -75,13 +75,15 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self) -> tfds.core.DatasetInfo:
     nc, nn = self._shape()
-    features = tfds.features.FeaturesDict(
-      {
-        "label": tfds.features.Tensor(shape=(None,), dtype=np.float32, encoding="bytes"),
-        "cat": tfds.features.Tensor(shape=(None, nc), dtype=np.int32, encoding="bytes"),
-        "num": tfds.features.Tensor(shape=(None, nn), dtype=np.float32, encoding="bytes"),
-      }
-    )
+    cols = {
+      "label": tfds.features.Tensor(shape=(None,), dtype=np.float32, encoding="bytes"),
+      "cat": tfds.features.Tensor(shape=(None, nc), dtype=np.int32, encoding="bytes"),
+    }
+    # TFDS cannot decode a zero-width tensor; a dataset without numeric features stores no
+    # `num` column and `ArrayRecordSplit` supplies an empty one.
+    if nn:
+      cols["num"] = tfds.features.Tensor(shape=(None, nn), dtype=np.float32, encoding="bytes")
+    features = tfds.features.FeaturesDict(cols)
     return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
 
   def _preprocess_config(self) -> preprocess.PreprocessConfig:
@@ -121,13 +123,17 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     encoder = preprocess.Encoder(info, vocabs)
     encoder.save(self.data_dir)
     logging.info("%s: pass 1 done: %s rows", self.name, info.num_examples)
-    return {s: self._generate_examples(spill, s, encoder) for s in SPLITS}
+    # TFDS refuses to write a split without examples; an empty split is simply absent.
+    return {s: self._generate_examples(spill, s, encoder) for s in SPLITS if info.num_examples[s]}
 
   def _generate_examples(self, spill, split, encoder):
     def encoded():
       for c in spill.read(split):
         cat, num = encoder.encode(c["cat"], c["num"])
-        yield {"label": c["label"].astype(np.float32), "cat": cat, "num": num}
+        out = {"label": c["label"].astype(np.float32), "cat": cat, "num": num}
+        if not num.shape[1]:
+          del out["num"]
+        yield out
 
     yield from enumerate(storage.rechunk(encoded(), self.builder_config.chunk_rows))
     spill.finish(split)

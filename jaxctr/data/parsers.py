@@ -143,7 +143,11 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, width: int | 
   if width is None:
     width = max(int(lens.max(initial=0)), 1)
   view = np.ndarray((len(buf) - width + 1,), np.dtype((np.void, width)), buf, 0, (1,))
-  b = view[np.ascontiguousarray(np.minimum(starts, len(view) - 1))].view(np.uint8).reshape(starts.shape + (width,))
+  b = (
+    view[np.ascontiguousarray(np.minimum(starts, len(view) - 1))]
+    .view(np.uint8)
+    .reshape(starts.shape + (width,))
+  )
   return b, np.arange(width) < lens[..., None]
 
 

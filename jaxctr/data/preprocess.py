@@ -177,7 +177,8 @@ class Vocabulary:
 
 def build_vocabulary(keys: np.ndarray, counts: np.ndarray, min_count: int) -> Vocabulary:
   keep = counts >= min_count
-  k, c = keys[keep], counts[keep]
+  srt = np.argsort(keys[keep], kind="stable")  # Vocabulary.encode binary-searches the keys
+  k, c = keys[keep][srt], counts[keep][srt]
   order = np.lexsort((k, -c))  # by descending count, ties by key: deterministic
   ids = np.empty(len(k), np.int32)
   ids[order] = np.arange(1, len(k) + 1, dtype=np.int32)

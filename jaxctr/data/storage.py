@@ -155,9 +155,15 @@ class ArrayRecordSplit(SplitSource):
     if len(data_source) != self.num_chunks:
       raise ValueError(f"split has {len(data_source)} records, expected {self.num_chunks} chunks")
 
+  def _fix(self, c) -> dict[str, np.ndarray]:
+    c = dict(c)
+    if "num" not in c:  # datasets without numeric features store no `num` column
+      c["num"] = np.zeros((len(c["label"]), 0), np.float32)
+    return c
+
   def chunk(self, i: int) -> dict[str, np.ndarray]:
-    return dict(self.data_source[int(i)])
+    return self._fix(self.data_source[int(i)])
 
   def chunks(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
     # __getitems__ reads several records in one array_record call.
-    return [dict(c) for c in self.data_source.__getitems__([int(i) for i in indices])]
+    return [self._fix(c) for c in self.data_source.__getitems__([int(i) for i in indices])]
