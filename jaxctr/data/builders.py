@@ -15,6 +15,7 @@ nothing is ever downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -23,12 +24,36 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
+from array_record.python import array_record_module
 from etils import epath
+from tensorflow_datasets.core import file_adapters
 
 from jaxctr.data import parsers, preprocess, storage, synthetic
 from jaxctr.data.loader import prefetch
 
 SPLITS = ("train", "valid", "test")
+# TFDS writes array_record with the library's default (brotli) compression, which halves
+# write and read speed of our already dense columnar chunks; we write them uncompressed.
+ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
+
+
+@contextlib.contextmanager
+def _uncompressed_array_record():
+  """Temporarily makes TFDS's array_record adapter write with `ARRAY_RECORD_OPTIONS`."""
+  adapter = file_adapters.ArrayRecordFileAdapter
+  original = adapter.__dict__["write_examples"]
+
+  def write_examples(cls, path, iterator):
+    writer = array_record_module.ArrayRecordWriter(os.fspath(path), ARRAY_RECORD_OPTIONS)
+    for _, serialized in iterator:
+      writer.write(serialized)
+    writer.close()
+
+  adapter.write_examples = classmethod(write_examples)
+  try:
+    yield
+  finally:
+    adapter.write_examples = original
 
 
 def ratio_split(lines: np.ndarray, ratios: tuple[float, ...], seed: int) -> np.ndarray:
@@ -85,6 +110,10 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       cols["num"] = tfds.features.Tensor(shape=(None, nn), dtype=np.float32, encoding="bytes")
     features = tfds.features.FeaturesDict(cols)
     return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
+
+  def download_and_prepare(self, *args, **kwargs):
+    with _uncompressed_array_record():
+      return super().download_and_prepare(*args, **kwargs)
 
   def _preprocess_config(self) -> preprocess.PreprocessConfig:
     c = self.builder_config
