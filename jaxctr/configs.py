@@ -71,3 +71,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.sharding = "data_parallel"  # a recipe in sharding/
   c.progress_bar = True
   return c
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """Tiny data and model so a run takes seconds (the ``:smoke`` config argument)."""
+  c.dataset.builder_kwargs = ml_collections.ConfigDict({"config": "tiny"})
+  c.batch_size = 256
+  c.eval_batch_size = 1024
+  c.num_epochs = 1
+  c.log_every_steps = 10
+  if "hidden" in c.model_config:
+    c.model_config.hidden = tuple(min(h, 32) for h in c.model_config.hidden)

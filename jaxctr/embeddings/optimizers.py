@@ -144,9 +144,7 @@ OPTIMIZERS: dict[str, SparseOptimizer] = {
     (SlotDef("m", False, _ZERO), SlotDef("v", False, _ZERO), SlotDef("last_step", True, _ZERO)),
     _adam,
   ),
-  "ftrl": SparseOptimizer(
-    "ftrl", (SlotDef("n", False, _ACC), SlotDef("z", False, _ZERO)), _ftrl
-  ),
+  "ftrl": SparseOptimizer("ftrl", (SlotDef("n", False, _ACC), SlotDef("z", False, _ZERO)), _ftrl),
 }
 
 

@@ -52,13 +52,17 @@ class FeatureSpec:
     if not self.name:
       raise SpecError("FeatureSpec.name must be non-empty")
     if self.kind not in FEATURE_KINDS:
-      raise SpecError(f"feature {self.name!r}: unknown kind {self.kind!r}; expected one of {FEATURE_KINDS}")
+      raise SpecError(
+        f"feature {self.name!r}: unknown kind {self.kind!r}; expected one of {FEATURE_KINDS}"
+      )
     if self.kind != NUMERIC and self.vocab_size < 1:
       raise SpecError(f"feature {self.name!r}: vocab_size must be >= 1, got {self.vocab_size}")
     if self.kind == SEQUENCE and self.max_len < 1:
       raise SpecError(f"feature {self.name!r}: max_len must be >= 1, got {self.max_len}")
     if self.pooling not in POOLINGS:
-      raise SpecError(f"feature {self.name!r}: unknown pooling {self.pooling!r}; expected one of {POOLINGS}")
+      raise SpecError(
+        f"feature {self.name!r}: unknown pooling {self.pooling!r}; expected one of {POOLINGS}"
+      )
 
   @property
   def table_name(self) -> str:

@@ -93,4 +93,6 @@ def build(
   """Builds a registered model."""
   cls = get_model_class(name)
   cfg = ml_collections.ConfigDict(dict(cfg or {}))
-  return cls(cfg, num_fields=num_fields, embed_dim=embed_dim, num_dense=num_dense, rngs=nnx.Rngs(seed))
+  return cls(
+    cfg, num_fields=num_fields, embed_dim=embed_dim, num_dense=num_dense, rngs=nnx.Rngs(seed)
+  )

@@ -1,0 +1,24 @@
+r"""DeepFM on the built-in synthetic CTR dataset (the default job).
+
+  python -m jaxctr.main --config=experiments/synthetic/deepfm.py --workdir=/tmp/deepfm
+  python -m jaxctr.main --config=experiments/synthetic/deepfm.py:smoke   # seconds
+
+Embedding dim 16, MLP 400-400-400, lazy Adam on the tables, Adam on the dense part.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "deepfm"
+  c.model_config.hidden = (400, 400, 400)
+  c.model_config.dropout = 0.0
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+  return c

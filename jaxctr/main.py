@@ -1,0 +1,66 @@
+r"""Trains and evaluates a CTR model.
+
+  python -m jaxctr.main                       # DeepFM on the built-in synthetic dataset
+  python -m jaxctr.main --config=experiments/synthetic/fm.py --workdir=/tmp/fm \
+      --config.batch_size=2048
+
+Ends by printing one JSON line with the final metrics (test_auc, test_logloss,
+oracle_auc when the dataset knows it, ...). Running again with the same
+--workdir resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  "experiments",
+  "synthetic",
+  "deepfm.py",
+)
+config_flags.DEFINE_config_file(
+  "config", _DEFAULT_CONFIG, "Config file (path[:arg]).", lock_config=True
+)
+flags.DEFINE_string(
+  "workdir", None, "Checkpoints and summaries; default: a new temporary directory."
+)
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax
+
+  if FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    jax.distributed.initialize(
+      coordinator_address=FLAGS.coordinator_address,
+      num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id,
+    )
+  from jaxctr import train
+
+  workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="jaxctr_")
+  logging.info("workdir: %s", workdir)
+  result = train.train_and_evaluate(FLAGS.config, workdir)
+  result.pop("final_state", None)
+  if jax.process_index() == 0:
+    result["workdir"] = workdir
+    print(json.dumps(result), flush=True)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

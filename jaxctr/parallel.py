@@ -1,0 +1,105 @@
+"""Meshes and logical-axis sharding rules.
+
+A *recipe* (a file in the repository's ``sharding/`` folder) declares
+``MESH_AXES`` (name, size) and ``RULES`` (logical axis -> mesh axis or None).
+Arrays are annotated with logical axes only (``("batch",)``,
+``("vocab", "embed")``); this module turns those into `NamedSharding`s for a
+concrete mesh, so a model never names a mesh axis.
+
+Meshes use `AxisType.Auto` (GSPMD propagation): the trainer places inputs and
+state explicitly and lets XLA propagate shardings through the step, which
+avoids the explicit ``out_sharding`` every gather from a sharded table would
+need under explicit axis types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+_RECIPE_DIRS = (
+  os.path.join(os.getcwd(), "sharding"),
+  os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sharding"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  name: str
+  mesh_axes: tuple[tuple[str, int], ...]
+  rules: tuple[tuple[str, str | tuple[str, ...] | None], ...]
+
+
+def load_recipe(name: str) -> Recipe:
+  """Loads ``sharding/<name>.py`` (or a path to a recipe file)."""
+  candidates = (
+    [name] if name.endswith(".py") else [os.path.join(d, name + ".py") for d in _RECIPE_DIRS]
+  )
+  for path in candidates:
+    if os.path.isfile(path):
+      spec = importlib.util.spec_from_file_location(f"jaxctr_recipe_{abs(hash(path))}", path)
+      mod = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(mod)
+      for attr in ("MESH_AXES", "RULES"):
+        if not hasattr(mod, attr):
+          raise ValueError(f"sharding recipe {path} must define {attr}")
+      return Recipe(name, tuple(mod.MESH_AXES), tuple(mod.RULES))
+  raise ValueError(f"config.sharding: no recipe {name!r}; looked for {candidates}")
+
+
+def make_mesh(recipe: Recipe, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh over ``devices`` (default: all) with the recipe's axes."""
+  devices = list(devices if devices is not None else jax.devices())
+  names = [a for a, _ in recipe.mesh_axes]
+  sizes = [s for _, s in recipe.mesh_axes]
+  known = math.prod(s for s in sizes if s != -1)
+  if sizes.count(-1) > 1:
+    raise ValueError(f"sharding recipe {recipe.name!r}: at most one mesh axis may be -1")
+  sizes = [len(devices) // known if s == -1 else s for s in sizes]
+  if math.prod(sizes) != len(devices):
+    raise ValueError(
+      f"sharding recipe {recipe.name!r}: mesh {dict(zip(names, sizes))} needs "
+      f"{math.prod(sizes)} devices, have {len(devices)}"
+    )
+  arr = np.asarray(devices, dtype=object).reshape(sizes)
+  return Mesh(arr, tuple(names), axis_types=(AxisType.Auto,) * len(names))
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], rules) -> PartitionSpec:
+  table = dict(rules)
+  out = []
+  for ax in logical_axes:
+    if ax is not None and ax not in table:
+      raise ValueError(f"logical axis {ax!r} has no sharding rule; rules: {sorted(table)}")
+    out.append(None if ax is None else table[ax])
+  return PartitionSpec(*out)
+
+
+def sharding(mesh: Mesh, rules, logical_axes: Sequence[str | None]) -> NamedSharding:
+  return NamedSharding(mesh, logical_to_spec(logical_axes, rules))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def put_batch(tree, mesh: Mesh, rules):
+  """Host numpy arrays -> global arrays split along their leading (batch) axis.
+
+  Each process passes its local part of the global batch.
+  """
+  s = sharding(mesh, rules, ("batch",))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(s, np.asarray(x)), tree)
+
+
+def put_replicated(tree, mesh: Mesh):
+  """Host arrays that every process holds in full -> replicated global arrays."""
+  s = replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(s, np.asarray(x)), tree)

@@ -1,0 +1,359 @@
+"""Training and evaluation loop.
+
+One jitted, pure train step updates three things: dense parameters (optax),
+embedding rows (sparse optimizers, only the rows the batch touches) and the
+step counter. The whole state is donated, so tables are updated in place and a
+step costs the same at 2^18 or 2^24 rows.
+
+Host work runs in a background thread ahead of the step: reading the batch,
+deduplicating its ids (`EmbeddingCollection.prepare`) and transferring it to
+the devices, so it overlaps with the device computation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from jaxctr import checkpoint as ckpt_lib
+from jaxctr import data as data_lib
+from jaxctr import features as features_lib
+from jaxctr import metrics as metrics_lib
+from jaxctr import models, parallel
+from jaxctr.embeddings.collection import EmbeddingCollection
+from jaxctr.summary import SummaryWriter
+
+
+class Trainer:
+  """Everything a run needs, built once from the config and the dataset."""
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset=None, devices=None):
+    self.config = config
+    self.dataset = dataset or data_lib.load_dataset(
+      config.dataset.name,
+      os.path.expanduser(config.dataset.data_dir),
+      manual_dir=os.path.expanduser(config.dataset.manual_dir) or None,
+      builder_kwargs=dict(config.dataset.builder_kwargs),
+    )
+    info = self.dataset.info
+    self.features = tuple(info.features)
+    self.recipe = parallel.load_recipe(config.sharding)
+    self.mesh = parallel.make_mesh(self.recipe, devices)
+    self.rules = self.recipe.rules
+
+    model_cls = models.get_model_class(config.model)
+    cat_features = [f for f in self.features if f.kind != "numeric"]
+    num_features = [f for f in self.features if f.kind == "numeric"]
+    self.num_dense = len(num_features)
+    dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features))
+    tables = features_lib.table_specs(self.features, config.embedding, dim)
+    self.collection = EmbeddingCollection(
+      self.features,
+      tables,
+      stack_tables=config.embedding.stack_tables,
+      granule=config.embedding.dedup_granule,
+    )
+    mean, std = data_lib.numeric_stats(info, config.numeric.transform)
+    self.inputs = features_lib.InputBuilder(
+      self.collection,
+      model_cls.needs_linear,
+      features_lib.NumericTransform(config.numeric.transform, mean, std),
+    )
+    model = models.build(
+      config.model,
+      config.model_config,
+      num_fields=self.inputs.num_fields,
+      embed_dim=config.embed_dim,
+      num_dense=self.num_dense,
+      seed=config.seed,
+    )
+    self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    self.tx = make_optimizer(config.optimizer)
+    self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    self._params, self._rest = params, rest
+    self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0,))
+    self._eval_step = jax.jit(self._eval_step_impl)
+
+  # ------------------------------------------------------------------ state
+  def init_state(self) -> dict[str, Any]:
+    key = jax.random.key(self.config.seed)
+    state = {
+      "step": jnp.zeros((), jnp.int32),
+      "params": self._params,
+      "rest": self._rest,
+      "opt_state": self.tx.init(self._params),
+      "emb": self.collection.init(jax.random.fold_in(key, 1)),
+    }
+    return jax.device_put(state, parallel.replicated(self.mesh))
+
+  def _model(self, params, rest):
+    return nnx.merge(self.graphdef, params, rest)
+
+  def _train_step_impl(self, state, batch, ids):
+    step = state["step"] + 1
+    rows = self.collection.gather(state["emb"], ids)
+    dropout_key = jax.random.fold_in(jax.random.key(self.config.seed + 1), step)
+
+    def loss_fn(params, rows):
+      model = self._model(params, state["rest"])
+      inputs = self.inputs(rows, ids, batch)
+      logits = model(inputs, train=True, rngs=nnx.Rngs(dropout=dropout_key))
+      loss = optax.sigmoid_binary_cross_entropy(logits, batch["label"]).mean()
+      _, _, rest = nnx.split(model, nnx.Param, ...)
+      return loss, rest
+
+    (loss, rest), (g_params, g_rows) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+      state["params"], rows
+    )
+    updates, opt_state = self.tx.update(g_params, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    emb = self.collection.apply_gradients(state["emb"], ids, g_rows, step)
+    new_state = {"step": step, "params": params, "rest": rest, "opt_state": opt_state, "emb": emb}
+    return new_state, {"loss": loss}
+
+  def _eval_step_impl(self, state, batch, ids):
+    rows = self.collection.gather(state["emb"], ids)
+    model = self._model(state["params"], state["rest"])
+    logits = model(self.inputs(rows, ids, batch), train=False)
+    return jax.nn.sigmoid(logits)
+
+  # ------------------------------------------------------------------- data
+  def _device_batch(self, batch):
+    ids = self.collection.prepare(batch)
+    keys = ("label", "num", "mask")
+    dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
+    return dev, parallel.put_replicated(ids, self.mesh), batch
+
+  def batches(self, split: str, *, train: bool, start_step: int = 0) -> Iterator:
+    cfg = self.config
+    loader = data_lib.Loader(
+      self.dataset.split(split),
+      cfg.batch_size if train else cfg.eval_batch_size,
+      shuffle=train and cfg.shuffle,
+      seed=cfg.seed,
+      num_epochs=None if train else 1,
+      drop_remainder=train,
+      start_step=start_step,
+      shard_index=jax.process_index(),
+      num_shards=jax.process_count(),
+      prefetch=cfg.prefetch,
+    )
+    return data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
+
+  def steps_per_epoch(self) -> int:
+    return self.dataset.info.num_examples["train"] // self.config.batch_size
+
+  def train_step(self, state, dev_batch):
+    batch, ids, _ = dev_batch
+    return self._train_step(state, batch, ids)
+
+  def evaluate(self, state, split: str) -> dict[str, float]:
+    """Exact metrics over the whole split."""
+    labels, probs, groups = [], [], []
+    group = self.config.dataset.group_feature or getattr(self.dataset.info, "group_feature", None)
+    cat_names = [f.name for f in self.features if f.kind == "categorical"]
+    for batch, ids, host in self.batches(split, train=False):
+      p = np.asarray(self._eval_step(state, batch, ids))
+      keep = host["mask"] > 0 if "mask" in host else slice(None)
+      labels.append(host["label"][keep])
+      probs.append(p[keep])
+      if group:
+        groups.append(host["cat"][keep, cat_names.index(group)])
+    groups_arr = np.concatenate(groups) if group else None
+    return metrics_lib.compute(
+      np.concatenate(labels), np.concatenate(probs), prefix=split, groups=groups_arr
+    )
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  """Optax optimizer for the dense parameters."""
+  makers = {
+    "adam": lambda: optax.adam(cfg.learning_rate),
+    "adamw": lambda: optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay),
+    "sgd": lambda: optax.sgd(cfg.learning_rate),
+    "adagrad": lambda: optax.adagrad(cfg.learning_rate),
+  }
+  if cfg.name not in makers:
+    raise ValueError(
+      f"config.optimizer.name: unknown {cfg.name!r}; expected one of {sorted(makers)}"
+    )
+  tx = makers[cfg.name]()
+  if cfg.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  return tx
+
+
+class EarlyStopping:
+  """Tracks the best value of a monitored metric and evaluations without improvement."""
+
+  def __init__(self, monitor: str, mode: str, patience: int, best=None, bad_evals: int = 0):
+    if mode not in ("max", "min"):
+      raise ValueError(f"config.early_stopping.mode must be 'max' or 'min', got {mode!r}")
+    self.monitor, self.mode, self.patience = monitor, mode, patience
+    self.best, self.bad_evals = best, bad_evals
+
+  def update(self, metrics: dict[str, float]) -> bool:
+    """Returns True if this evaluation is the best so far."""
+    if self.monitor not in metrics:
+      raise ValueError(
+        f"config.early_stopping.monitor: {self.monitor!r} is not an eval metric; have {sorted(metrics)}"
+      )
+    value = metrics[self.monitor]
+    better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+    if better:
+      self.best, self.bad_evals = float(value), 0
+    else:
+      self.bad_evals += 1
+    return better
+
+  @property
+  def should_stop(self) -> bool:
+    return self.patience > 0 and self.bad_evals >= self.patience
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None, dataset=None
+) -> dict[str, Any]:
+  """Trains, evaluates and checkpoints; resumes from ``workdir`` if it has a checkpoint.
+
+  Args:
+    config: A config built on `jaxctr.configs.base_config`.
+    workdir: Checkpoints, ``metrics.jsonl`` and TensorBoard events go here.
+    stop_at_step: Stop (after checkpointing) once this step is reached, as a
+      preempted job would; a later call resumes.
+    dataset: A prepared dataset (defaults to loading ``config.dataset``).
+
+  Returns:
+    The final metrics: test (and valid) AUC/logloss, oracle AUC when the
+    dataset knows it, steps, examples/s and parameter counts.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  trainer = Trainer(config, dataset=dataset)
+  steps_per_epoch = trainer.steps_per_epoch()
+  if steps_per_epoch < 1:
+    raise ValueError(
+      f"config.batch_size={config.batch_size} exceeds the training split "
+      f"({trainer.dataset.info.num_examples['train']} examples)"
+    )
+  total_steps = config.total_steps or config.num_epochs * steps_per_epoch
+  eval_every = config.eval_every_steps or steps_per_epoch
+  ckpt_every = config.checkpoint.every_steps or eval_every
+  es_cfg = config.early_stopping
+  stopper = EarlyStopping(es_cfg.monitor, es_cfg.mode, es_cfg.patience)
+
+  state = trainer.init_state()
+  ckpt = best_ckpt = None
+  if config.checkpoint.enabled:
+    ckpt = ckpt_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"),
+      max_to_keep=config.checkpoint.max_to_keep,
+      async_save=config.checkpoint.async_save,
+    )
+    best_ckpt = ckpt_lib.Checkpointer(
+      os.path.join(workdir, "best"), max_to_keep=1, async_save=config.checkpoint.async_save
+    )
+    if ckpt.latest_step() is not None:
+      state, meta = ckpt.restore(state)
+      stopper = EarlyStopping(
+        es_cfg.monitor, es_cfg.mode, es_cfg.patience, meta.get("best"), meta.get("bad_evals", 0)
+      )
+  start_step = int(state["step"])
+  writer = SummaryWriter(workdir, enabled=jax.process_index() == 0)
+  logging.info(
+    "model=%s dense_params=%d table_bytes=%d steps %d->%d (%d/epoch) devices=%d",
+    config.model,
+    trainer.num_params,
+    trainer.collection.num_bytes(),
+    start_step,
+    total_steps,
+    steps_per_epoch,
+    trainer.mesh.size,
+  )
+  writer.write_text("config", config.to_json_best_effort(indent=2))
+
+  def save(step, which):
+    meta = {"best": stopper.best, "bad_evals": stopper.bad_evals, "step": step}
+    which.save(step, state, meta)
+
+  step = start_step
+  stopped_early = False
+  timed_examples, timed_seconds = 0, 0.0
+  bar = writer.progress(total_steps, initial=start_step, enabled=config.progress_bar)
+  batches = trainer.batches("train", train=True, start_step=start_step)
+  losses = []
+  t_last = None
+  try:
+    while step < total_steps and not (stop_at_step is not None and step >= stop_at_step):
+      dev_batch = next(batches)
+      state, out = trainer.train_step(state, dev_batch)
+      step += 1
+      losses.append(out["loss"])
+      now = time.perf_counter()
+      if t_last is not None and step > start_step + 1:  # skip the compile step
+        timed_seconds += now - t_last
+        timed_examples += config.batch_size
+      t_last = now
+      bar.update(1)
+      if step % config.log_every_steps == 0 or step == total_steps:
+        loss = float(np.mean([float(x) for x in losses]))
+        losses = []
+        eps = timed_examples / timed_seconds if timed_seconds else 0.0
+        bar.set_postfix(loss=f"{loss:.4f}", ex_per_s=f"{eps:,.0f}")
+        writer.scalars(step, {"train_loss": loss, "examples_per_s": eps})
+      if step % eval_every == 0 or step == total_steps:
+        t_eval = time.perf_counter()
+        m = trainer.evaluate(state, "valid")
+        is_best = stopper.update(m)
+        m.update(epoch=step / steps_per_epoch, best=stopper.best)
+        writer.scalars(step, m)
+        logging.info("step %d: %s", step, json.dumps(m))
+        if best_ckpt is not None and is_best:
+          save(step, best_ckpt)
+        if stopper.should_stop:
+          stopped_early = True
+        t_last = t_last + (time.perf_counter() - t_eval)  # eval time is not train time
+      if ckpt is not None and (step % ckpt_every == 0 or stopped_early or step == stop_at_step):
+        save(step, ckpt)
+      if stopped_early:
+        logging.info("early stopping at step %d (best %s=%s)", step, stopper.monitor, stopper.best)
+        break
+  finally:
+    bar.close()
+    batches.close()
+    if ckpt is not None:
+      ckpt.wait()
+      best_ckpt.wait()
+
+  result: dict[str, Any] = {"model": config.model, "step": step}
+  if stop_at_step is not None and step < total_steps and not stopped_early:
+    result["preempted"] = True
+    return result
+  if best_ckpt is not None and es_cfg.patience > 0 and best_ckpt.latest_step() is not None:
+    state, _ = best_ckpt.restore(state)  # evaluate the best model, as early stopping intends
+  result.update(trainer.evaluate(state, "valid"))
+  result.update(trainer.evaluate(state, "test"))
+  oracle = getattr(trainer.dataset.info, "oracle_auc", None) or {}
+  if "test" in oracle:
+    result["oracle_auc"] = oracle["test"]
+  result.update(
+    examples_per_s=timed_examples / timed_seconds if timed_seconds else 0.0,
+    dense_params=trainer.num_params,
+    table_bytes=trainer.collection.num_bytes(),
+    stopped_early=stopped_early,
+  )
+  writer.scalars(step, {k: v for k, v in result.items() if isinstance(v, float)})
+  writer.close()
+  result["final_state"] = state
+  return result
