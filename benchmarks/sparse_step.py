@@ -65,7 +65,7 @@ def main():
     times = common.time_steps(run, args.steps, warmup=3)
     results[str(rows)] = float(np.median(times))
     print(f"rows={rows}: {results[str(rows)] * 1e3:.2f} ms/step", file=sys.stderr)
-    del box, state
+    box.clear()
   vals = list(results.values())
   common.emit(
     {
