@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 Array = jax.Array
@@ -51,7 +52,9 @@ class MLP(nnx.Module):
   ):
     self.act = globals()["activation"](activation)
     dims = [in_features, *hidden]
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    self.layers = nnx.List(
+      [nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:], strict=True)]
+    )
     self.norms = nnx.List([nnx.BatchNorm(b, rngs=rngs) for b in hidden] if batch_norm else [])
     self.dropout = nnx.Dropout(dropout) if dropout > 0 else None
     self.out = nnx.Linear(dims[-1], out_features, rngs=rngs) if out_features else None
@@ -103,3 +106,59 @@ class LinearTerm(nnx.Module):
     if self.dense is not None:
       out = out + self.dense(inputs.dense)[:, 0]
     return out
+
+
+def pair_indices(num_fields: int) -> tuple[np.ndarray, np.ndarray]:
+  """Row/column indices of the field pairs i<j, in `pairwise_products` order.
+
+  Numpy (not jnp) on purpose: the indices are static shapes, so they are baked into the
+  trace as constants instead of being recomputed on device.
+  """
+  return np.triu_indices(num_fields, k=1)
+
+
+def num_pairs(num_fields: int) -> int:
+  return num_fields * (num_fields - 1) // 2
+
+
+def normal_param(rngs: nnx.Rngs, shape: Sequence[int], stddev: float) -> nnx.Param:
+  """A parameter drawn from N(0, stddev^2)."""
+  return nnx.Param(stddev * jax.random.normal(rngs.params(), tuple(shape)))
+
+
+def mlp_from_config(cfg, in_features: int, *, default_hidden: Sequence[int], out_features=1, rngs):
+  """An `MLP` whose hidden/activation/dropout/batch_norm come from a model config.
+
+  Keys: ``hidden``, ``activation``, ``dropout``, ``batch_norm`` (the DeepFM conventions), so
+  every model with a DNN tower reads the same names.
+  """
+  return MLP(
+    in_features,
+    tuple(cfg.get("hidden", tuple(default_hidden))),
+    out_features=out_features,
+    activation=cfg.get("activation", "relu"),
+    dropout=cfg.get("dropout", 0.0),
+    batch_norm=cfg.get("batch_norm", False),
+    rngs=rngs,
+  )
+
+
+class NumericEmbedding(nnx.Module):
+  """Embeds each numeric feature as ``x_m * v_m`` (AutoInt's treatment of numeric fields).
+
+  Maps dense [B, N] to [B, N, D]; with N = 0 it returns an empty [B, 0, D] array.
+  """
+
+  def __init__(self, num_dense: int, embed_dim: int, *, rngs: nnx.Rngs, stddev: float = 0.01):
+    self.num_dense, self.embed_dim = num_dense, embed_dim
+    self.table = normal_param(rngs, (num_dense, embed_dim), stddev) if num_dense else None
+
+  def __call__(self, dense: Array) -> Array:
+    if self.table is None:
+      return jnp.zeros((dense.shape[0], 0, self.embed_dim), dense.dtype)
+    return dense[:, :, None] * self.table[...][None]
+
+
+def fields_with_numeric(inputs, numeric: NumericEmbedding) -> Array:
+  """Field embeddings with the numeric-feature embeddings appended: [B, F + N, D]."""
+  return jnp.concatenate([inputs.fields, numeric(inputs.dense).astype(inputs.fields.dtype)], axis=1)
