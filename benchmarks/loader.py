@@ -30,7 +30,9 @@ def main() -> None:
   args = p.parse_args()
   logging.set_verbosity(logging.WARNING)
   cfg = builders.CtrConfig(
-    name=f"bench_{args.rows}", sizes=(args.rows, 10_000, 10_000), synthetic=synthetic.SyntheticConfig()
+    name=f"bench_{args.rows}",
+    sizes=(args.rows, 10_000, 10_000),
+    synthetic=synthetic.SyntheticConfig(),
   )
   t0 = time.perf_counter()
   ds = builders.load_dataset("synthetic_ctr", args.data_dir, builder_kwargs={"config": cfg})

@@ -5,7 +5,7 @@ back with `builder.as_data_source()`. Each TFDS example is one columnar chunk of
 `chunk_rows` rows (see `storage`), and `disable_shuffling=True` keeps chunks in generation
 order so row order (and with it loader determinism) is a property of the prepared data.
 
-Preparation: pass 1 parses the raw files once (parsing runs in a background thread),
+Preparation: pass 1 parses the raw files once (blocks are parsed in a thread pool),
 assigns rows to splits, accumulates training-split statistics and spills parsed chunks to a
 scratch folder; then vocabularies are built, `DatasetInfo` + vocabularies are written next to
 the TFDS files (`jaxctr_info.json`, `jaxctr_vocab.npz`), and pass 2 encodes the spilled
@@ -29,7 +29,6 @@ from etils import epath
 from tensorflow_datasets.core import file_adapters
 
 from jaxctr.data import parsers, preprocess, storage, synthetic
-from jaxctr.data.loader import prefetch
 
 SPLITS = ("train", "valid", "test")
 # TFDS writes array_record with the library's default (brotli) compression, which halves
@@ -75,6 +74,7 @@ class CtrConfig(tfds.core.BuilderConfig):
   split_ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
   split_seed: int = 0
   strict: bool = False
+  parse_workers: int = 1
   files: tuple[str, ...] = ()
   num_fields: int = 0
   synthetic: synthetic.SyntheticConfig | None = None
@@ -175,8 +175,14 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     rows: dict[str, list[float]] = {s: [0, 0.0] for s in SPLITS}
     report = parsers.ParseReport()
     for path, fixed in sources:
-      chunks = parse_fn(path, strict=self.builder_config.strict, report=report, **format_kwargs)
-      for c in prefetch(chunks, 2):
+      chunks = parse_fn(
+        path,
+        strict=self.builder_config.strict,
+        report=report,
+        workers=self.builder_config.parse_workers,
+        **format_kwargs,
+      )
+      for c in chunks:  # the parser's thread pool already overlaps parsing with this loop
         if fixed is None:
           which = ratio_split(
             c.line, self.builder_config.split_ratios, self.builder_config.split_seed

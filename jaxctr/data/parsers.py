@@ -110,24 +110,36 @@ def _split(buf: np.ndarray, delims: tuple[int, ...], ncols: int):
   Returns (good line indices, starts [g, ncols], ends [g, ncols], cells per line [lines],
   number of lines); blank lines count as lines with zero cells.
   """
-  mask = buf == 10
-  nl = np.flatnonzero(mask)
-  for d in delims:
-    mask |= buf == d
-  pos = np.flatnonzero(mask)
-  line_start = np.concatenate([[PAD], nl[:-1] + 1])
-  if len(pos) == ncols * len(nl) and np.array_equal(pos[ncols - 1 :: ncols], nl):
-    # Fast path: every line has the expected cell count (the usual case).
-    counts = np.full(len(nl), ncols)
-    good = np.arange(len(nl))
-    ends = pos.reshape(-1, ncols)
+  inner = buf[PAD:-PAD]
+  if delims == (9,):
+    # Tab and newline are the only bytes <= 10 in sane text: one compare finds both (other
+    # control bytes become delimiters too, which only makes such a broken line malformed).
+    pos = np.flatnonzero(inner <= 10) + PAD
   else:
-    nl_idx = np.flatnonzero(buf[pos] == 10)
+    mask = inner == 10
+    for d in delims:
+      mask |= inner == d
+    pos = np.flatnonzero(mask) + PAD
+  n_nl = int(np.count_nonzero(inner == 10))
+  last = pos[ncols - 1 :: ncols]
+  if len(pos) == ncols * n_nl and np.all(buf[last] == 10):
+    # Fast path: every line has the expected cell count (the usual case).
+    nl = last
+    counts = np.full(n_nl, ncols)
+    good = np.arange(n_nl)
+    ends = pos.reshape(-1, ncols)
+    line_start = np.concatenate([[PAD], nl[:-1] + 1])
+  else:
+    is_nl = buf[pos] == 10
+    nl_idx = np.flatnonzero(is_nl)
+    nl = pos[nl_idx]
+    line_start = np.concatenate([[PAD], nl[:-1] + 1])
     counts = np.diff(nl_idx, prepend=-1)
+    per_line = counts.copy()
     counts[nl == line_start] = 0  # an empty line has no cells
     is_good = counts == ncols
     good = np.flatnonzero(is_good)
-    ends = pos[np.repeat(is_good, np.diff(nl_idx, prepend=-1))].reshape(-1, ncols)
+    ends = pos[np.repeat(is_good, per_line)].reshape(-1, ncols)
   starts = np.empty_like(ends)
   starts[:, 0] = line_start[good]
   starts[:, 1:] = ends[:, :-1] + 1
