@@ -13,19 +13,25 @@ runs per cell. Parsers yield `ParsedChunk`s of raw values:
 
 A malformed line (wrong column count, bad integer, bad hex token, bad label, ...) is
 skipped and counted in `ParseReport`; the first few are logged with path and line number.
-With `strict=True` the first one raises `DataError` naming file, line and column.
+With `strict=True` the first one raises `DataError` naming file, line and column. Block
+reading, line numbering and error accounting live in `storage` (`drive_blocks`).
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
-import dataclasses
-import os
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
-from absl import logging
+
+from jaxctr.data.storage import (
+  BLOCK_BYTES,
+  DataError,
+  ParsedChunk,
+  ParseReport,
+  drive_blocks,
+  read_blocks,
+)
 
 CRITEO_NUMERIC = tuple(f"I{i}" for i in range(1, 14))
 CRITEO_CATEGORICAL = tuple(f"C{i}" for i in range(1, 27))
@@ -34,74 +40,11 @@ AVAZU_COLUMNS = (
   "app_domain", "app_category", "device_id", "device_ip", "device_model", "device_type",
   "device_conn_type", "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21",
 )  # fmt: skip
-MAX_LOGGED = 5
-BLOCK_BYTES = 16 << 20
 MISSING_KEY = -1
 PAD = 256  # zero bytes around each block so fixed-width gathers never run off the end
 
 _ONES = 0x0101010101010101
 _HIGH = 0x8080808080808080
-
-
-class DataError(ValueError):
-  """Input data is missing, empty or malformed."""
-
-
-@dataclasses.dataclass
-class ParsedChunk:
-  label: np.ndarray | None
-  cat: np.ndarray
-  num: np.ndarray
-  line: np.ndarray
-
-  def __len__(self) -> int:
-    return len(self.line)
-
-
-@dataclasses.dataclass
-class ParseReport:
-  """Counts of a parse; `errors` keeps the first `MAX_LOGGED` messages."""
-
-  rows: int = 0
-  skipped: int = 0
-  errors: list[str] = dataclasses.field(default_factory=list)
-
-  def bad(self, msg: str, strict: bool) -> None:
-    if strict:
-      raise DataError(msg)
-    self.skipped += 1
-    if len(self.errors) < MAX_LOGGED:
-      self.errors.append(msg)
-      logging.warning("skipping malformed row: %s", msg)
-
-
-def check_file(path: str | os.PathLike) -> None:
-  if not os.path.isfile(path):
-    raise DataError(f"data file not found: {path}")
-  if os.path.getsize(path) == 0:
-    raise DataError(f"data file is empty: {path}")
-
-
-def read_blocks(path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-  """Yields blocks of whole lines (each ending with a newline)."""
-  check_file(path)
-  rest = b""
-  with open(path, "rb") as fh:
-    while True:
-      data = fh.read(block_bytes)
-      if not data:
-        break
-      data = rest + data
-      cut = data.rfind(b"\n") + 1
-      rest = data[cut:]
-      if cut:
-        yield _crlf(data[:cut])
-  if rest:
-    yield _crlf(rest + b"\n")
-
-
-def _crlf(block: bytes) -> bytes:
-  return block.replace(b"\r\n", b"\n") if b"\r" in block else block
 
 
 def _split(buf: np.ndarray, delims: tuple[int, ...], ncols: int):
@@ -251,38 +194,6 @@ def _bad_lines(counts, ncols, good, col_ok, col_names) -> list[tuple[int, str]]:
   return sorted(out)
 
 
-def _drive(path, blocks, block_fn, report, strict, workers, line_base=0) -> Iterator[ParsedChunk]:
-  """Runs `block_fn` over blocks (in a thread pool; numpy releases the GIL) in order.
-
-  `block_fn(block)` returns (chunk with 0-based in-block line indices, number of lines, bad
-  lines); line numbers, error messages and strict mode are resolved here, in file order.
-  """
-  report = report if report is not None else ParseReport()
-
-  def finish(result):
-    nonlocal line_base
-    chunk, nlines, bad = result
-    for li, msg in bad:
-      report.bad(f"{path}:{line_base + li + 1}: {msg}", strict)
-    chunk.line = chunk.line + (line_base + 1)
-    line_base += nlines
-    report.rows += len(chunk)
-    return chunk
-
-  if workers <= 1:
-    for block in blocks:
-      yield finish(block_fn(block))
-    return
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    pending: collections.deque = collections.deque()
-    for block in blocks:
-      pending.append(pool.submit(block_fn, block))
-      if len(pending) > workers:
-        yield finish(pending.popleft().result())
-    while pending:
-      yield finish(pending.popleft().result())
-
-
 def _buffer(block: bytes) -> np.ndarray:
   return np.frombuffer(bytes(PAD) + block + bytes(PAD), np.uint8)
 
@@ -325,7 +236,7 @@ def parse_criteo(
     return chunk, nlines, bad
 
   blocks = blocks if blocks is not None else read_blocks(path, block_bytes)
-  return _drive(path, blocks, block_fn, report, strict, workers)
+  return drive_blocks(path, blocks, block_fn, report, strict, workers)
 
 
 def _avazu_hour(yymmddhh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -411,15 +322,7 @@ def parse_avazu(
   blocks = blocks if blocks is not None else read_blocks(path, block_bytes)
   if header:
     blocks = _strip_header(path, blocks, cols)
-  return _drive(path, blocks, block_fn, report, strict, workers, line_base=int(header))
-
-
-def libfm_num_fields(path) -> int:
-  """Number of `idx:val` fields, from the first line of a libFM file."""
-  check_file(path)
-  with open(path, "rb") as fh:
-    first = fh.readline().split()
-  return len(first) - 1
+  return drive_blocks(path, blocks, block_fn, report, strict, workers, line_base=int(header))
 
 
 def parse_libfm(
@@ -436,10 +339,9 @@ def parse_libfm(
 
   `cat` holds the global feature index of each field position.
   """
-  if num_fields is None and blocks is not None:
-    blocks = list(blocks)
-    num_fields = len(blocks[0].split(b"\n", 1)[0].split()) - 1
-  nf = num_fields if num_fields is not None else libfm_num_fields(path)
+  blocks = iter(blocks if blocks is not None else read_blocks(path, block_bytes))
+  first = next(blocks, b"")
+  nf = num_fields if num_fields is not None else len(first.split(b"\n", 1)[0].split()) - 1
   ncols = 1 + 2 * nf
   names = ["label"] + [f"{k}{i + 1}" for i in range(nf) for k in ("index", "value")]
 
@@ -464,5 +366,4 @@ def parse_libfm(
     chunk = ParsedChunk(label=label[keep], cat=cat, num=np.zeros((n, 0)), line=good[keep])
     return chunk, nlines, bad
 
-  blocks = blocks if blocks is not None else read_blocks(path, block_bytes)
-  return _drive(path, blocks, block_fn, report, strict, workers)
+  return drive_blocks(path, itertools.chain([first], blocks), block_fn, report, strict, workers)

@@ -1,4 +1,8 @@
-"""Columnar chunk storage: re-chunking, pass-1 spill files and split sources.
+"""Raw file blocks, columnar chunk storage, pass-1 spill and split sources.
+
+Raw text files are read in large blocks of whole lines (`read_blocks`; a missing or empty
+file is a `DataError` naming the path); `drive_blocks` runs a format's block decoder over
+them in file order, numbering lines and accounting for malformed rows (`ParseReport`).
 
 A prepared split is a sequence of records, each a columnar chunk of `chunk_rows` rows
 (`label` f32 [n], `cat` i32 [n, F], `num` f32 [n, N]; the last chunk may be shorter).
@@ -11,13 +15,114 @@ wraps in-memory arrays (tests, benchmarks, small data).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+from absl import logging
 
 COLUMNS = ("label", "cat", "num")
+MAX_LOGGED = 5
+BLOCK_BYTES = 16 << 20
+
+
+class DataError(ValueError):
+  """Input data is missing, empty or malformed."""
+
+
+def check_file(path: str | os.PathLike) -> None:
+  if not os.path.isfile(path):
+    raise DataError(f"data file not found: {path}")
+  if os.path.getsize(path) == 0:
+    raise DataError(f"data file is empty: {path}")
+
+
+def read_blocks(path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+  """Yields blocks of whole lines (each ending with a newline)."""
+  check_file(path)
+  rest = b""
+  with open(path, "rb") as fh:
+    while True:
+      data = fh.read(block_bytes)
+      if not data:
+        break
+      data = rest + data
+      cut = data.rfind(b"\n") + 1
+      rest = data[cut:]
+      if cut:
+        yield _crlf(data[:cut])
+  if rest:
+    yield _crlf(rest + b"\n")
+
+
+def _crlf(block: bytes) -> bytes:
+  return block.replace(b"\r\n", b"\n") if b"\r" in block else block
+
+
+@dataclasses.dataclass
+class ParsedChunk:
+  label: np.ndarray | None
+  cat: np.ndarray
+  num: np.ndarray
+  line: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.line)
+
+
+@dataclasses.dataclass
+class ParseReport:
+  """Counts of a parse; `errors` keeps the first `MAX_LOGGED` messages."""
+
+  rows: int = 0
+  skipped: int = 0
+  errors: list[str] = dataclasses.field(default_factory=list)
+
+  def bad(self, msg: str, strict: bool) -> None:
+    if strict:
+      raise DataError(msg)
+    self.skipped += 1
+    if len(self.errors) < MAX_LOGGED:
+      self.errors.append(msg)
+      logging.warning("skipping malformed row: %s", msg)
+
+
+def drive_blocks(
+  path, blocks, block_fn, report, strict, workers, line_base=0
+) -> Iterator[ParsedChunk]:
+  """Runs `block_fn` over blocks (in a thread pool; numpy releases the GIL) in order.
+
+  `block_fn(block)` returns (chunk with 0-based in-block line indices, number of lines, bad
+  lines); line numbers, error messages and strict mode are resolved here, in file order.
+  """
+  report = report if report is not None else ParseReport()
+
+  def finish(result):
+    nonlocal line_base
+    chunk, nlines, bad = result
+    for li, msg in bad:
+      report.bad(f"{path}:{line_base + li + 1}: {msg}", strict)
+    chunk.line = chunk.line + (line_base + 1)
+    line_base += nlines
+    report.rows += len(chunk)
+    return chunk
+
+  if workers <= 1:
+    for block in blocks:
+      yield finish(block_fn(block))
+    return
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending: collections.deque = collections.deque()
+    for block in blocks:
+      pending.append(pool.submit(block_fn, block))
+      if len(pending) > workers:
+        yield finish(pending.popleft().result())
+    while pending:
+      yield finish(pending.popleft().result())
 
 
 def rechunk(

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from jaxctr.data import parsers
+from jaxctr.data import parsers, storage
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 CRITEO = os.path.join(FIX, "criteo_small.tsv")
@@ -51,7 +51,7 @@ def test_criteo_values_and_skips(block_bytes, workers):
   np.testing.assert_array_equal(got["cat"], np.array([ref[i][2] for i in CRITEO_GOOD_LINES]))
   assert (got["num"][:, 1] == -1).any()  # negative integers parse
   assert report.rows == 14 and report.skipped == 6
-  assert len(report.errors) == parsers.MAX_LOGGED
+  assert len(report.errors) == storage.MAX_LOGGED
   assert "criteo_small.tsv:11: bad value in column 17 (C3)" in report.errors[0]
   assert "criteo_small.tsv:12: expected 40 columns, got 39" in report.errors[1]
   assert (
