@@ -44,7 +44,6 @@ MISSING_KEY = -1
 PAD = 256  # zero bytes around each block so fixed-width gathers never run off the end
 
 _ONES = 0x0101010101010101
-_HIGH = 0x8080808080808080
 
 
 def _split(buf: np.ndarray, delims: tuple[int, ...], ncols: int):
@@ -114,44 +113,41 @@ def parse_ints(buf, starts, lens):
   """
   width = min(max(int(lens.max(initial=0)), 1), 16)
   b, _ = _gather(buf, starts + lens - width, lens, width)
-  first = width - lens[..., None]  # index of the first character of the cell
-  j = np.arange(width)
-  neg = (np.take_along_axis(b, np.clip(first, 0, width - 1), -1)[..., 0] == 45) & (lens > 0)
-  digit_pos = (j >= first + neg[..., None]) & (lens[..., None] <= width)
-  d = b.astype(np.int16) - 48
-  bad = ((d < 0) | (d > 9)) & digit_pos
-  d = np.where(digit_pos, d, 0).astype(np.float64)
+  neg = (buf[np.ascontiguousarray(starts)] == 45) & (lens > 0)
+  digit_pos = np.arange(width) >= (width - (lens - neg))[..., None]
+  d = (b - np.uint8(48)) * digit_pos  # non-digits wrap around to values > 9
+  ok = (d.max(axis=-1) <= 9) & (lens <= 15) & ~(neg & (lens == 1))
   val = d @ (10.0 ** np.arange(width - 1, -1, -1))
-  ok = (bad.view(np.uint8) @ np.ones(width, np.uint8) == 0) & (lens <= 15)
-  ok &= ~(neg & (lens == 1))
   val = np.where(neg, -val, val)
   val[lens == 0] = np.nan
   return val, ok
 
 
-def _swar_ge(x, lo: int):
-  """High bit of each byte set iff that byte (assumed < 0x80) is >= lo."""
-  return (x + np.uint64(_ONES * (0x80 - lo))) & np.uint64(_HIGH)
+def _u64(v: int) -> np.uint64:
+  return np.uint64(v)
 
 
 def parse_hex8(buf, starts, lens):
   """8-hex-digit tokens; returns (int64 keys, MISSING_KEY blank; ok mask).
 
-  Each token is read as one big-endian uint64 and checked/decoded with SWAR bit tricks on
-  all 8 characters at once (a byte lookup table costs several times more).
+  Each token is read as one big-endian uint64 and decoded with SWAR bit tricks on all 8
+  characters at once (a byte lookup table costs several times more). Validation re-encodes
+  the nibbles as lowercase hex and compares with the lowercased input; the only bytes that
+  would slip through (0x10-0x19, lowercasing to digits) are ruled out per block.
   """
   b, _ = _gather(buf, starts, lens, 8)
   x = b.view(">u8")[..., 0].astype(np.uint64)
-  low = x | np.uint64(_ONES * 0x20)
-  digit = _swar_ge(x, 0x30) & ~_swar_ge(x, 0x3A)
-  letter = _swar_ge(low, 0x61) & ~_swar_ge(low, 0x67)
-  ok = ((digit | letter) == np.uint64(_HIGH)) & ((x & np.uint64(_HIGH)) == 0)
+  n = (x & _u64(_ONES * 0x0F)) + _u64(9) * ((x >> _u64(6)) & _u64(_ONES))
+  ge10 = ((n + _u64(_ONES * 0x76)) >> _u64(7)) & _u64(_ONES)
+  canon = n + _u64(_ONES * 0x30) + _u64(39) * ge10
+  ok = ((x | _u64(_ONES * 0x20)) == canon) & (((n + _u64(_ONES * 0x70)) & _u64(_ONES * 0x80)) == 0)
+  if np.any((buf >= 0x10) & (buf <= 0x19)):
+    ok &= ~np.any((b >= 0x10) & (b <= 0x19), axis=-1)
   ok = (ok & (lens == 8)) | (lens == 0)
-  x = (x & np.uint64(_ONES * 0x0F)) + np.uint64(9) * ((x >> np.uint64(6)) & np.uint64(_ONES))
   # Pack 8 nibbles, one per byte, first character most significant.
-  x = (x | (x >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
-  x = (x | (x >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
-  x = (x | (x >> np.uint64(16))) & np.uint64(0xFFFFFFFF)
+  x = (n | (n >> _u64(4))) & _u64(0x00FF00FF00FF00FF)
+  x = (x | (x >> _u64(8))) & _u64(0x0000FFFF0000FFFF)
+  x = (x | (x >> _u64(16))) & _u64(0xFFFFFFFF)
   key = x.astype(np.int64)
   key[lens == 0] = MISSING_KEY
   return key, ok
