@@ -38,7 +38,7 @@ def main() -> None:
   ds = builders.load_dataset("synthetic_ctr", args.data_dir, builder_kwargs={"config": cfg})
   prepare_s = time.perf_counter() - t0
   src = ds.split("train")
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   loader = Loader(src, args.batch, seed=0, num_epochs=args.epochs, in_memory=not args.streaming)
   rows = 0
   first_s = None
@@ -47,6 +47,7 @@ def main() -> None:
     if first_s is None:
       first_s = time.perf_counter() - t0  # includes reading the split into memory
   total_s = time.perf_counter() - t0
+  cpu_s = time.process_time() - c0
   # Reading the whole split from storage, on its own.
   t0 = time.perf_counter()
   n = len(src.read_all()["label"])
@@ -58,6 +59,8 @@ def main() -> None:
     "epochs": args.epochs,
     "mode": "streaming" if args.streaming else "in_memory",
     "loop_s": total_s,
+    "rows_per_cpu_s": rows / cpu_s,
+    "load_avg_1m": os.getloadavg()[0],
     "first_batch_s": first_s,
     "storage_read_rows_per_s": n / read_s,
     "prepare_s_if_not_cached": prepare_s,

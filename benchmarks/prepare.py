@@ -39,16 +39,21 @@ def main() -> None:
     nbytes = synthetic.write_criteo_tsv(path, gen, data, missing_rate=args.missing_rate)
     write_s = time.perf_counter() - t0
     config = builders.CtrConfig(name="bench", min_count=args.min_count, files=("train.txt",))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = builders.load_dataset(
       "criteo", os.path.join(tmp, "data"), manual_dir=manual, builder_kwargs={"config": config}
     )
     prep_s = time.perf_counter() - t0
+    cpu_s = time.process_time() - c0
     rows = sum(ds.info.num_examples.values())
     result = {
       "rows_per_s": rows / prep_s,
       "rows": rows,
       "prepare_s": prep_s,
+      # Rows per second of CPU time used: what the wall rate would be on an otherwise idle
+      # machine (the pipeline is mostly single-threaded), less sensitive to other load.
+      "rows_per_cpu_s": rows / cpu_s,
+      "load_avg_1m": os.getloadavg()[0],
       "mb_per_s": nbytes / prep_s / 1e6,
       "tsv_bytes": nbytes,
       "tsv_write_s": write_s,

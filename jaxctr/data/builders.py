@@ -193,12 +193,16 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           sel = which == k
           if not sel.any():
             continue
-          label = c.label[sel] if c.label is not None else np.zeros(int(sel.sum()), np.float32)
-          spill.add(s, label=label, cat=c.cat[sel], num=c.num[sel])
-          rows[s][0] += int(sel.sum())
-          rows[s][1] += float(label.sum())
+          whole = bool(sel.all())  # e.g. a file that is one split: no copies
+          label = c.label if c.label is not None else np.zeros(len(c), np.float32)
+          part = {"label": label, "cat": c.cat, "num": c.num}
+          if not whole:
+            part = {key: v[sel] for key, v in part.items()}
+          spill.add(s, **part)
+          rows[s][0] += len(part["label"])
+          rows[s][1] += float(part["label"].sum())
           if s == "train":
-            stats.update(c.cat[sel], c.num[sel])
+            stats.update(part["cat"], part["num"])
     if rows["train"][0] == 0:
       raise parsers.DataError(f"{self.name}: no valid training rows in {[p for p, _ in sources]}")
     vocabs = [

@@ -103,8 +103,9 @@ class StatsCollector:
     self._prio = [np.zeros(0) for _ in range(n)]
 
   def update(self, cat: np.ndarray, num: np.ndarray) -> None:
+    cat_t = np.ascontiguousarray(cat.T)  # one transpose instead of a strided copy per field
     for f, counter in enumerate(self.counters):
-      counter.add(cat[:, f])
+      counter.add(cat_t[f])
     if num.shape[1] == 0 or len(num) == 0:
       return
     miss = np.isnan(num)
@@ -291,9 +292,11 @@ class Encoder:
 
   def encode(self, cat_keys: np.ndarray, num_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw keys int64 [n, F] and raw numbers [n, N] (NaN = missing) -> (int32 ids, float32)."""
-    cat = np.empty(cat_keys.shape, np.int32)
+    keys_t = np.ascontiguousarray(np.asarray(cat_keys).T)
+    cat_t = np.empty(keys_t.shape, np.int32)
     for f, v in enumerate(self.vocabs):
-      cat[:, f] = v.encode(cat_keys[:, f])
+      cat_t[f] = v.encode(keys_t[f])
+    cat = np.ascontiguousarray(cat_t.T)
     x = np.asarray(num_raw, np.float64)
     x = np.where(np.isnan(x), self.fill, x)
     if self.transform != "none":
