@@ -3,11 +3,12 @@
   logit = w0 + sum_i w_i + <w_n, dense> + sum_{i<j} <v_{i,F(j)}, v_{j,F(i)}>
 
 Embedding layout. The model stays id-free: it asks the trainer for wider tables through the
-classmethod `table_dim(embed_dim, num_fields)`, which returns ``embed_dim * num_fields``
-(the trainer adds the first-order column on top because ``needs_linear`` is set). It then
-receives ``inputs.fields`` of shape [B, F, F*D], where ``fields[:, i, j*D:(j+1)*D]`` is the
-vector field i's id uses when it meets field j (the block j == i is unused: FFM has no
-self-interaction; it costs one D-slice per row and keeps the layout a plain reshape).
+classmethod `table_dim(embed_dim, num_fields)`, the full row width ``embed_dim * num_fields
++ 1`` (the trainer still splits the last column off as the first-order weight because
+``needs_linear`` is set). It then receives ``inputs.fields`` of shape [B, F, F*D], where
+``fields[:, i, j*D:(j+1)*D]`` is the vector field i's id uses when it meets field j (the
+block j == i is unused: FFM has no self-interaction; it costs one D-slice per row and keeps
+the layout a plain reshape).
 
 Numeric features enter the linear part only (the paper has no numeric features).
 """
@@ -23,8 +24,8 @@ class FFM(base.CTRModel):
 
   @classmethod
   def table_dim(cls, embed_dim: int, num_fields: int) -> int:
-    """Width of the embedding part of every table (without the first-order column)."""
-    return embed_dim * num_fields
+    """Row width of every table: F latent vectors of width D, then the first-order weight."""
+    return embed_dim * num_fields + 1
 
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     del cfg
@@ -33,7 +34,7 @@ class FFM(base.CTRModel):
 
   def __call__(self, inputs, *, train=False, rngs=None):
     b, f, width = inputs.fields.shape
-    if width != self.table_dim(self.embed_dim, self.num_fields):
+    if width != self.embed_dim * self.num_fields:
       raise ValueError(
         f"FFM expects fields of width embed_dim*num_fields={self.embed_dim * f}, got {width}: "
         "the trainer must size tables with FFM.table_dim()"

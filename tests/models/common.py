@@ -65,9 +65,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 
 def table_width(name: str, embed_dim: int = D, num_fields: int = F) -> int:
-  """Embedding width the trainer would serve (without the first-order column)."""
-  table_dim = getattr(models.get_model_class(name), "table_dim", None)
-  return table_dim(embed_dim, num_fields) if table_dim else embed_dim
+  """Width of `inputs.fields` as the trainer serves it (the first-order column split off)."""
+  cls = models.get_model_class(name)
+  table_dim = getattr(cls, "table_dim", None)
+  if table_dim is None:
+    return embed_dim
+  return table_dim(embed_dim, num_fields) - (1 if cls.needs_linear else 0)
 
 
 def make_inputs(name: str, cfg: dict, *, batch=B, num_fields=F, embed_dim=D, num_dense=N, seed=0):

@@ -1,0 +1,25 @@
+r"""Deep & Cross Network on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/dcn.py --workdir=/tmp/dcn
+  python -m jaxctr.main --config=experiments/synthetic/dcn.py:smoke   # seconds
+
+3 cross layers in parallel with MLP 400-400-400.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "dcn"
+  c.model_config.cross_layers = 3
+  c.model_config.hidden = (400, 400, 400)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+    c.model_config.cross_layers = 2
+  return c

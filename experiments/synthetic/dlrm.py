@@ -1,0 +1,26 @@
+r"""DLRM on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/dlrm.py --workdir=/tmp/dlrm
+  python -m jaxctr.main --config=experiments/synthetic/dlrm.py:smoke   # seconds
+
+Bottom MLP 512-256-64-16 on the numeric features, dot interaction, top MLP
+512-256.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "dlrm"
+  c.model_config.bottom_hidden = (512, 256, 64)
+  c.model_config.hidden = (512, 256)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+    c.model_config.bottom_hidden = (16,)
+  return c

@@ -1,0 +1,23 @@
+r"""Plain DNN on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/dnn.py --workdir=/tmp/dnn
+  python -m jaxctr.main --config=experiments/synthetic/dnn.py:smoke   # seconds
+
+MLP 400-400-400 over embeddings and numeric features (BARS DNN).
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "dnn"
+  c.model_config.hidden = (400, 400, 400)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+  return c

@@ -1,0 +1,25 @@
+r"""FiBiNET on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/fibinet.py --workdir=/tmp/fibinet
+  python -m jaxctr.main --config=experiments/synthetic/fibinet.py:smoke   # seconds
+
+SENET (reduction 3) + field-interaction bilinear layers into MLP 400-400-400.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "fibinet"
+  c.model_config.reduction_ratio = 3
+  c.model_config.bilinear_type = "field_interaction"
+  c.model_config.hidden = (400, 400, 400)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+  return c

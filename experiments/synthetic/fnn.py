@@ -1,0 +1,26 @@
+r"""FNN on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/fnn.py --workdir=/tmp/fnn
+  python -m jaxctr.main --config=experiments/synthetic/fnn.py:smoke   # seconds
+
+MLP 400-400-400 over (w_i, v_i) per field. `model_config.init_from_fm` names a
+trained FM checkpoint directory whose tables initialise FNN's (the trainer restores them;
+empty: random init). Train experiments/synthetic/fm.py with the same embed_dim first.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "fnn"
+  c.model_config.hidden = (400, 400, 400)
+  c.model_config.init_from_fm = ""  # e.g. /tmp/fm/best (read by the trainer)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+  return c

@@ -1,0 +1,23 @@
+r"""IPNN on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/ipnn.py --workdir=/tmp/ipnn
+  python -m jaxctr.main --config=experiments/synthetic/ipnn.py:smoke   # seconds
+
+Inner-product layer into MLP 400-400-400.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "ipnn"
+  c.model_config.hidden = (400, 400, 400)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+  return c

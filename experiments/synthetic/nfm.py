@@ -1,0 +1,24 @@
+r"""Neural FM on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/nfm.py --workdir=/tmp/nfm
+  python -m jaxctr.main --config=experiments/synthetic/nfm.py:smoke   # seconds
+
+Bi-interaction pooling into one hidden layer of 64 (the paper's best depth).
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "nfm"
+  c.model_config.hidden = (64,)
+  c.model_config.bi_dropout = 0.0
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+  return c

@@ -1,0 +1,26 @@
+r"""xDeepFM on the built-in synthetic CTR dataset.
+
+  python -m jaxctr.main --config=experiments/synthetic/xdeepfm.py --workdir=/tmp/xdeepfm
+  python -m jaxctr.main --config=experiments/synthetic/xdeepfm.py:smoke   # seconds
+
+CIN 200-200-200 (split half) + MLP 400-400-400 + linear part.
+"""
+
+from jaxctr import configs
+
+
+def get_config(arg=None):
+  c = configs.base_config()
+  c.model = "xdeepfm"
+  c.model_config.cin_layers = (200, 200, 200)
+  c.model_config.split_half = True
+  c.model_config.hidden = (400, 400, 400)
+  c.embed_dim = 16
+  c.batch_size = 4096
+  c.num_epochs = 2
+  c.embedding.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
+  if arg == "smoke":
+    configs.shrink_for_smoke(c)
+    c.model_config.cin_layers = (16, 16)
+  return c
