@@ -286,6 +286,8 @@ class Criteo(_CtrBuilder):
   BUILDER_CONFIGS = [
     CtrConfig(name="default", min_count=10, files=("train.txt",)),
     CtrConfig(name="min_count_1", min_count=1, files=("train.txt",)),
+    # One day of the Criteo 1TB logs (same columns), split by ratio like the Kaggle file.
+    CtrConfig(name="day_0", min_count=10, files=("day_0",)),
   ]
 
   def _pass1(self, dl_manager, spill, cfg):

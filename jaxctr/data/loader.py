@@ -157,11 +157,12 @@ class Loader:
       e, j = e + 1, 0
 
   def _permutation(self, epoch: int) -> np.ndarray:
-    if self._perm is None or self._perm[0] != epoch:
+    cached = self._perm  # one read: concurrent iterators may replace the cache
+    if cached is None or cached[0] != epoch:
       n = len(self.source)
       p = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-      self._perm = (epoch, p)
-    return self._perm[1]
+      cached = self._perm = (epoch, p)
+    return cached[1]
 
   def _in_memory_batches(self) -> Iterator[dict[str, np.ndarray]]:
     if self._arrays is None:
