@@ -218,19 +218,27 @@ class SplitSource:
   def chunks(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
     return [self.chunk(int(i)) for i in indices]
 
-  def read_all(self) -> dict[str, np.ndarray]:
-    """All rows as contiguous arrays (preallocated, filled chunk by chunk)."""
+  def read_all(self, workers: int = 1) -> dict[str, np.ndarray]:
+    """All rows as contiguous arrays, preallocated and filled by `workers` threads.
+
+    Record reads and array copies release the GIL, so threads can overlap I/O and decoding
+    (one is the default: on a busy 2-core host a second thread measured no faster).
+    """
     if self.num_chunks == 0:
       raise ValueError("split is empty")
     first = self.chunk(0)
     out = {k: np.empty((self.num_rows,) + v.shape[1:], v.dtype) for k, v in first.items()}
-    step = 16
-    for lo in range(0, self.num_chunks, step):
+    step = 8
+
+    def fill(lo: int) -> None:
       idx = list(range(lo, min(lo + step, self.num_chunks)))
-      for i, c in zip(idx, [first] if idx == [0] else self.chunks(idx), strict=True):
+      for i, c in zip(idx, self.chunks(idx), strict=True):
         a = i * self.chunk_rows
         for k, v in c.items():
           out[k][a : a + len(v)] = v
+
+    with concurrent.futures.ThreadPoolExecutor(max(workers, 1)) as pool:
+      list(pool.map(fill, range(0, self.num_chunks, step)))  # list(): re-raises worker errors
     return out
 
 
