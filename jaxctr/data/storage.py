@@ -254,7 +254,8 @@ class ArraySplit(SplitSource):
     lo = i * self.chunk_rows
     return {k: v[lo : lo + self.chunk_rows] for k, v in self.arrays.items()}
 
-  def read_all(self) -> dict[str, np.ndarray]:
+  def read_all(self, workers: int = 1) -> dict[str, np.ndarray]:
+    del workers  # already in memory
     return self.arrays
 
 
