@@ -92,3 +92,14 @@ def test_info_json_round_trip_and_encoder_save(tmp_path):
 def test_config_validation():
   with pytest.raises(ValueError, match="numeric_fill"):
     preprocess.PreprocessConfig(numeric_fill="median")
+
+
+def test_vocabulary_hash_lookup_matches_binary_search():
+  rng = np.random.default_rng(3)
+  keys = np.unique(rng.integers(-1, 2**62, 50_000))
+  v = preprocess.build_vocabulary(keys, rng.integers(1, 6, len(keys)), min_count=3)
+  q = np.concatenate([keys, rng.integers(-3, 2**62, 5000), [np.iinfo(np.int64).max]])
+  pos = np.minimum(np.searchsorted(v.keys, q), len(v.keys) - 1)
+  ref = np.where(v.keys[pos] == q, v.ids[pos], 0)
+  np.testing.assert_array_equal(v.encode(q), ref)
+  assert sorted(v.encode(v.keys)) == list(range(1, v.size))  # ids are exactly 1..V
