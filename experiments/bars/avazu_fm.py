@@ -1,0 +1,10 @@
+r"""fm on Avazu (train.csv) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/avazu_fm.py:/path/to/avazu --workdir=/tmp/bars_avazu_fm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("avazu", "fm", arg)

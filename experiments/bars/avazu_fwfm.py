@@ -1,0 +1,10 @@
+r"""fwfm on Avazu (train.csv) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/avazu_fwfm.py:/path/to/avazu --workdir=/tmp/bars_avazu_fwfm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("avazu", "fwfm", arg)

@@ -1,0 +1,10 @@
+r"""nfm on Avazu (train.csv) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/avazu_nfm.py:/path/to/avazu --workdir=/tmp/bars_avazu_nfm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("avazu", "nfm", arg)

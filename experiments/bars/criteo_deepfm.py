@@ -1,0 +1,10 @@
+r"""deepfm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/criteo_deepfm.py:/path/to/criteo --workdir=/tmp/bars_criteo_deepfm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("criteo", "deepfm", arg)

@@ -1,0 +1,10 @@
+r"""ffm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/criteo_ffm.py:/path/to/criteo --workdir=/tmp/bars_criteo_ffm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("criteo", "ffm", arg)

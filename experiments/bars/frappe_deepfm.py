@@ -1,0 +1,10 @@
+r"""deepfm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/frappe_deepfm.py:/path/to/frappe --workdir=/tmp/bars_frappe_deepfm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("frappe", "deepfm", arg)

@@ -1,0 +1,10 @@
+r"""dnn on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/movielens_dnn.py:/path/to/movielens --workdir=/tmp/bars_movielens_dnn
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("movielens", "dnn", arg)

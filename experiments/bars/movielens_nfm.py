@@ -1,0 +1,10 @@
+r"""nfm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/movielens_nfm.py:/path/to/movielens --workdir=/tmp/bars_movielens_nfm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("movielens", "nfm", arg)

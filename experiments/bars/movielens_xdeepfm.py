@@ -1,0 +1,10 @@
+r"""xdeepfm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+
+python -m jaxctr.main --config=experiments/bars/movielens_xdeepfm.py:/path/to/movielens --workdir=/tmp/bars_movielens_xdeepfm
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("movielens", "xdeepfm", arg)

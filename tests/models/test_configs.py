@@ -1,0 +1,51 @@
+"""Every model has experiment configs that load and build (no training: cheap)."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import sys
+
+import pytest
+from flax import nnx
+
+from jaxctr import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _build_abstract(c):
+  """Builds the model with abstract (shape-only) parameters: checks the config, costs no FLOPs."""
+  nnx.eval_shape(
+    lambda: models.build(c.model, c.model_config, num_fields=4, embed_dim=c.embed_dim, num_dense=2)
+  )
+
+
+def _load(path):
+  # BARS configs import `experiments.bars.common`, as they do under `python -m jaxctr.main`.
+  if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("model", models.registered())
+@pytest.mark.parametrize("arg", [None, "smoke"])
+def test_synthetic_config_builds(model, arg):
+  c = _load(os.path.join(ROOT, "experiments", "synthetic", f"{model}.py")).get_config(arg)
+  assert c.model == model
+  _build_abstract(c)
+
+
+@pytest.mark.parametrize("dataset", ["frappe", "movielens", "criteo", "avazu"])
+def test_bars_configs(dataset):
+  paths = sorted(glob.glob(os.path.join(ROOT, "experiments", "bars", f"{dataset}_*.py")))
+  assert {os.path.basename(p)[len(dataset) + 1 : -3] for p in paths} == set(models.registered())
+  for path in paths:
+    c = _load(path).get_config("/data/raw")
+    assert c.dataset.manual_dir == "/data/raw"
+    assert (c.embed_dim, c.batch_size, c.early_stopping.patience) == (10, 4096, 2)
+    _build_abstract(c)
