@@ -1,6 +1,8 @@
-r"""afm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""afm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_afm.py:/path/to/avazu --workdir=/tmp/bars_avazu_afm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_afm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_afm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""autoint on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""autoint on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_autoint.py:/path/to/avazu --workdir=/tmp/bars_avazu_autoint
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_autoint.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_autoint
 """
 
 from experiments.bars import common

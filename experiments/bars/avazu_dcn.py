@@ -1,6 +1,8 @@
-r"""dcn on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""dcn on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_dcn.py:/path/to/avazu --workdir=/tmp/bars_avazu_dcn
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_dcn.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_dcn
 """
 
 from experiments.bars import common

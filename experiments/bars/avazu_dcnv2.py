@@ -1,6 +1,8 @@
-r"""dcnv2 on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""dcnv2 on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_dcnv2.py:/path/to/avazu --workdir=/tmp/bars_avazu_dcnv2
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_dcnv2.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_dcnv2
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""deepfm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""deepfm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_deepfm.py:/path/to/avazu --workdir=/tmp/bars_avazu_deepfm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_deepfm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_deepfm
 """
 
 from experiments.bars import common

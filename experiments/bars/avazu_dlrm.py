@@ -1,6 +1,8 @@
-r"""dlrm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""dlrm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_dlrm.py:/path/to/avazu --workdir=/tmp/bars_avazu_dlrm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_dlrm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_dlrm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""dnn on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""dnn on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_dnn.py:/path/to/avazu --workdir=/tmp/bars_avazu_dnn
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_dnn.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_dnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""ffm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""ffm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_ffm.py:/path/to/avazu --workdir=/tmp/bars_avazu_ffm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_ffm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_ffm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fibinet on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""fibinet on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_fibinet.py:/path/to/avazu --workdir=/tmp/bars_avazu_fibinet
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_fibinet.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_fibinet
 """
 
 from experiments.bars import common

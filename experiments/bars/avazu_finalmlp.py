@@ -1,6 +1,8 @@
-r"""finalmlp on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""finalmlp on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_finalmlp.py:/path/to/avazu --workdir=/tmp/bars_avazu_finalmlp
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_finalmlp.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_finalmlp
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""fm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_fm.py:/path/to/avazu --workdir=/tmp/bars_avazu_fm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_fm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_fm
 """
 
 from experiments.bars import common

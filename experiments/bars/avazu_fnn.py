@@ -1,6 +1,8 @@
-r"""fnn on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""fnn on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_fnn.py:/path/to/avazu --workdir=/tmp/bars_avazu_fnn
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_fnn.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_fnn
 """
 
 from experiments.bars import common

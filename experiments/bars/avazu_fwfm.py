@@ -1,6 +1,8 @@
-r"""fwfm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""fwfm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_fwfm.py:/path/to/avazu --workdir=/tmp/bars_avazu_fwfm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_fwfm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_fwfm
 """
 
 from experiments.bars import common

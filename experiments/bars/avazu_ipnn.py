@@ -1,6 +1,8 @@
-r"""ipnn on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""ipnn on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_ipnn.py:/path/to/avazu --workdir=/tmp/bars_avazu_ipnn
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_ipnn.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_ipnn
 """
 
 from experiments.bars import common

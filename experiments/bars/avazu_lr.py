@@ -1,6 +1,8 @@
-r"""lr on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""lr on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_lr.py:/path/to/avazu --workdir=/tmp/bars_avazu_lr
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_lr.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_lr
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""nfm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""nfm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_nfm.py:/path/to/avazu --workdir=/tmp/bars_avazu_nfm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_nfm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_nfm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""opnn on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""opnn on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_opnn.py:/path/to/avazu --workdir=/tmp/bars_avazu_opnn
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_opnn.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_opnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""wide_deep on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""wide_deep on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_wide_deep.py:/path/to/avazu --workdir=/tmp/bars_avazu_wide_deep
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_wide_deep.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_wide_deep
 """
 
 from experiments.bars import common

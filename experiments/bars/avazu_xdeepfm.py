@@ -1,6 +1,8 @@
-r"""xdeepfm on Avazu (train.csv) under the BARS protocol (see common.py).
+r"""xdeepfm on Avazu (train.csv), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/avazu_xdeepfm.py:/path/to/avazu --workdir=/tmp/bars_avazu_xdeepfm
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_xdeepfm.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_xdeepfm
 """
 
 from experiments.bars import common

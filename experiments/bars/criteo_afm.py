@@ -1,6 +1,8 @@
-r"""afm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""afm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_afm.py:/path/to/criteo --workdir=/tmp/bars_criteo_afm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_afm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_afm
 """
 
 from experiments.bars import common

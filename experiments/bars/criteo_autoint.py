@@ -1,6 +1,8 @@
-r"""autoint on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""autoint on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_autoint.py:/path/to/criteo --workdir=/tmp/bars_criteo_autoint
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_autoint.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_autoint
 """
 
 from experiments.bars import common

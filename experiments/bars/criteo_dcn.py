@@ -1,6 +1,8 @@
-r"""dcn on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""dcn on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_dcn.py:/path/to/criteo --workdir=/tmp/bars_criteo_dcn
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_dcn.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_dcn
 """
 
 from experiments.bars import common

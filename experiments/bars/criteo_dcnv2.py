@@ -1,6 +1,8 @@
-r"""dcnv2 on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""dcnv2 on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_dcnv2.py:/path/to/criteo --workdir=/tmp/bars_criteo_dcnv2
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_dcnv2.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_dcnv2
 """
 
 from experiments.bars import common

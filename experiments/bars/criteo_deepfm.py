@@ -1,6 +1,8 @@
-r"""deepfm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""deepfm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_deepfm.py:/path/to/criteo --workdir=/tmp/bars_criteo_deepfm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_deepfm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_deepfm
 """
 
 from experiments.bars import common

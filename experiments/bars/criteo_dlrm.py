@@ -1,6 +1,8 @@
-r"""dlrm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""dlrm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_dlrm.py:/path/to/criteo --workdir=/tmp/bars_criteo_dlrm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_dlrm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_dlrm
 """
 
 from experiments.bars import common

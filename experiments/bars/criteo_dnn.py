@@ -1,6 +1,8 @@
-r"""dnn on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""dnn on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_dnn.py:/path/to/criteo --workdir=/tmp/bars_criteo_dnn
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_dnn.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_dnn
 """
 
 from experiments.bars import common

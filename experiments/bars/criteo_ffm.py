@@ -1,6 +1,8 @@
-r"""ffm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""ffm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_ffm.py:/path/to/criteo --workdir=/tmp/bars_criteo_ffm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_ffm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_ffm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fibinet on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""fibinet on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_fibinet.py:/path/to/criteo --workdir=/tmp/bars_criteo_fibinet
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_fibinet.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_fibinet
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""finalmlp on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""finalmlp on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_finalmlp.py:/path/to/criteo --workdir=/tmp/bars_criteo_finalmlp
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_finalmlp.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_finalmlp
 """
 
 from experiments.bars import common

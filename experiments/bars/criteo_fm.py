@@ -1,6 +1,8 @@
-r"""fm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""fm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_fm.py:/path/to/criteo --workdir=/tmp/bars_criteo_fm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_fm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_fm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fnn on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""fnn on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_fnn.py:/path/to/criteo --workdir=/tmp/bars_criteo_fnn
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_fnn.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_fnn
 """
 
 from experiments.bars import common

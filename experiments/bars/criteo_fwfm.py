@@ -1,6 +1,8 @@
-r"""fwfm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""fwfm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_fwfm.py:/path/to/criteo --workdir=/tmp/bars_criteo_fwfm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_fwfm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_fwfm
 """
 
 from experiments.bars import common

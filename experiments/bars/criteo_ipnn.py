@@ -1,6 +1,8 @@
-r"""ipnn on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""ipnn on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_ipnn.py:/path/to/criteo --workdir=/tmp/bars_criteo_ipnn
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_ipnn.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_ipnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""lr on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""lr on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_lr.py:/path/to/criteo --workdir=/tmp/bars_criteo_lr
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_lr.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_lr
 """
 
 from experiments.bars import common

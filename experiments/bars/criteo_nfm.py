@@ -1,6 +1,8 @@
-r"""nfm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""nfm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_nfm.py:/path/to/criteo --workdir=/tmp/bars_criteo_nfm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_nfm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_nfm
 """
 
 from experiments.bars import common

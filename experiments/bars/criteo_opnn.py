@@ -1,6 +1,8 @@
-r"""opnn on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""opnn on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_opnn.py:/path/to/criteo --workdir=/tmp/bars_criteo_opnn
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_opnn.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_opnn
 """
 
 from experiments.bars import common

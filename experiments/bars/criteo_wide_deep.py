@@ -1,6 +1,8 @@
-r"""wide_deep on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""wide_deep on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_wide_deep.py:/path/to/criteo --workdir=/tmp/bars_criteo_wide_deep
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_wide_deep.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_wide_deep
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""xdeepfm on Criteo (Kaggle train.txt) under the BARS protocol (see common.py).
+r"""xdeepfm on Criteo (Kaggle train.txt), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/criteo_xdeepfm.py:/path/to/criteo --workdir=/tmp/bars_criteo_xdeepfm
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_xdeepfm.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_xdeepfm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""afm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""afm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_afm.py:/path/to/frappe --workdir=/tmp/bars_frappe_afm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_afm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_afm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""autoint on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""autoint on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_autoint.py:/path/to/frappe --workdir=/tmp/bars_frappe_autoint
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_autoint.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_autoint
 """
 
 from experiments.bars import common

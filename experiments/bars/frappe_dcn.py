@@ -1,6 +1,8 @@
-r"""dcn on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""dcn on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_dcn.py:/path/to/frappe --workdir=/tmp/bars_frappe_dcn
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_dcn.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_dcn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""dcnv2 on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""dcnv2 on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_dcnv2.py:/path/to/frappe --workdir=/tmp/bars_frappe_dcnv2
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_dcnv2.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_dcnv2
 """
 
 from experiments.bars import common

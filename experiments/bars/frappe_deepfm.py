@@ -1,6 +1,8 @@
-r"""deepfm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""deepfm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_deepfm.py:/path/to/frappe --workdir=/tmp/bars_frappe_deepfm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_deepfm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_deepfm
 """
 
 from experiments.bars import common

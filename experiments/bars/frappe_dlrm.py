@@ -1,6 +1,8 @@
-r"""dlrm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""dlrm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_dlrm.py:/path/to/frappe --workdir=/tmp/bars_frappe_dlrm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_dlrm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_dlrm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""dnn on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""dnn on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_dnn.py:/path/to/frappe --workdir=/tmp/bars_frappe_dnn
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_dnn.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_dnn
 """
 
 from experiments.bars import common

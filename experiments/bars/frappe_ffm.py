@@ -1,6 +1,8 @@
-r"""ffm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""ffm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_ffm.py:/path/to/frappe --workdir=/tmp/bars_frappe_ffm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_ffm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_ffm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fibinet on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""fibinet on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_fibinet.py:/path/to/frappe --workdir=/tmp/bars_frappe_fibinet
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_fibinet.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_fibinet
 """
 
 from experiments.bars import common

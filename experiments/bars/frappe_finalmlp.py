@@ -1,6 +1,8 @@
-r"""finalmlp on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""finalmlp on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_finalmlp.py:/path/to/frappe --workdir=/tmp/bars_frappe_finalmlp
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_finalmlp.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_finalmlp
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""fm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_fm.py:/path/to/frappe --workdir=/tmp/bars_frappe_fm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_fm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_fm
 """
 
 from experiments.bars import common

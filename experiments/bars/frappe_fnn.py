@@ -1,6 +1,8 @@
-r"""fnn on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""fnn on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_fnn.py:/path/to/frappe --workdir=/tmp/bars_frappe_fnn
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_fnn.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_fnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fwfm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""fwfm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_fwfm.py:/path/to/frappe --workdir=/tmp/bars_frappe_fwfm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_fwfm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_fwfm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""ipnn on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""ipnn on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_ipnn.py:/path/to/frappe --workdir=/tmp/bars_frappe_ipnn
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_ipnn.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_ipnn
 """
 
 from experiments.bars import common

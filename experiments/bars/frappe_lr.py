@@ -1,6 +1,8 @@
-r"""lr on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""lr on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_lr.py:/path/to/frappe --workdir=/tmp/bars_frappe_lr
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_lr.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_lr
 """
 
 from experiments.bars import common

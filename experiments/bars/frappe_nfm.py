@@ -1,6 +1,8 @@
-r"""nfm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""nfm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_nfm.py:/path/to/frappe --workdir=/tmp/bars_frappe_nfm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_nfm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_nfm
 """
 
 from experiments.bars import common

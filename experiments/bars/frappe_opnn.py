@@ -1,6 +1,8 @@
-r"""opnn on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""opnn on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_opnn.py:/path/to/frappe --workdir=/tmp/bars_frappe_opnn
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_opnn.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_opnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""wide_deep on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""wide_deep on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_wide_deep.py:/path/to/frappe --workdir=/tmp/bars_frappe_wide_deep
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_wide_deep.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_wide_deep
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""xdeepfm on Frappe (BARS frappe_x1, libFM files) under the BARS protocol (see common.py).
+r"""xdeepfm on Frappe (BARS frappe_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/frappe_xdeepfm.py:/path/to/frappe --workdir=/tmp/bars_frappe_xdeepfm
+python -m jaxctr.main \
+  --config=experiments/bars/frappe_xdeepfm.py:/path/to/frappe \
+  --workdir=/tmp/bars_frappe_xdeepfm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""afm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""afm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_afm.py:/path/to/movielens --workdir=/tmp/bars_movielens_afm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_afm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_afm
 """
 
 from experiments.bars import common

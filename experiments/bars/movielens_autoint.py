@@ -1,6 +1,8 @@
-r"""autoint on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""autoint on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_autoint.py:/path/to/movielens --workdir=/tmp/bars_movielens_autoint
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_autoint.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_autoint
 """
 
 from experiments.bars import common

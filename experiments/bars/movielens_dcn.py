@@ -1,6 +1,8 @@
-r"""dcn on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""dcn on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_dcn.py:/path/to/movielens --workdir=/tmp/bars_movielens_dcn
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_dcn.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_dcn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""dcnv2 on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""dcnv2 on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_dcnv2.py:/path/to/movielens --workdir=/tmp/bars_movielens_dcnv2
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_dcnv2.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_dcnv2
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""deepfm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""deepfm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_deepfm.py:/path/to/movielens --workdir=/tmp/bars_movielens_deepfm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_deepfm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_deepfm
 """
 
 from experiments.bars import common

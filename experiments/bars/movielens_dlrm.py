@@ -1,6 +1,8 @@
-r"""dlrm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""dlrm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_dlrm.py:/path/to/movielens --workdir=/tmp/bars_movielens_dlrm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_dlrm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_dlrm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""dnn on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""dnn on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_dnn.py:/path/to/movielens --workdir=/tmp/bars_movielens_dnn
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_dnn.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_dnn
 """
 
 from experiments.bars import common

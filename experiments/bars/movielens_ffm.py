@@ -1,6 +1,8 @@
-r"""ffm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""ffm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_ffm.py:/path/to/movielens --workdir=/tmp/bars_movielens_ffm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_ffm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_ffm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fibinet on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""fibinet on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_fibinet.py:/path/to/movielens --workdir=/tmp/bars_movielens_fibinet
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_fibinet.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_fibinet
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""finalmlp on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""finalmlp on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_finalmlp.py:/path/to/movielens --workdir=/tmp/bars_movielens_finalmlp
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_finalmlp.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_finalmlp
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""fm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_fm.py:/path/to/movielens --workdir=/tmp/bars_movielens_fm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_fm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_fm
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""fnn on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""fnn on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_fnn.py:/path/to/movielens --workdir=/tmp/bars_movielens_fnn
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_fnn.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_fnn
 """
 
 from experiments.bars import common

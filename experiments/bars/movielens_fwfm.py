@@ -1,6 +1,8 @@
-r"""fwfm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""fwfm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_fwfm.py:/path/to/movielens --workdir=/tmp/bars_movielens_fwfm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_fwfm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_fwfm
 """
 
 from experiments.bars import common

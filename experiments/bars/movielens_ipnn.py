@@ -1,6 +1,8 @@
-r"""ipnn on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""ipnn on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_ipnn.py:/path/to/movielens --workdir=/tmp/bars_movielens_ipnn
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_ipnn.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_ipnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""lr on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""lr on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_lr.py:/path/to/movielens --workdir=/tmp/bars_movielens_lr
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_lr.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_lr
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""nfm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""nfm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_nfm.py:/path/to/movielens --workdir=/tmp/bars_movielens_nfm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_nfm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_nfm
 """
 
 from experiments.bars import common

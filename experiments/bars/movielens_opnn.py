@@ -1,6 +1,8 @@
-r"""opnn on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""opnn on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_opnn.py:/path/to/movielens --workdir=/tmp/bars_movielens_opnn
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_opnn.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_opnn
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""wide_deep on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""wide_deep on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_wide_deep.py:/path/to/movielens --workdir=/tmp/bars_movielens_wide_deep
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_wide_deep.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_wide_deep
 """
 
 from experiments.bars import common

@@ -1,6 +1,8 @@
-r"""xdeepfm on MovieLens (BARS movielenslatest_x1, libFM files) under the BARS protocol (see common.py).
+r"""xdeepfm on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
 
-python -m jaxctr.main --config=experiments/bars/movielens_xdeepfm.py:/path/to/movielens --workdir=/tmp/bars_movielens_xdeepfm
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_xdeepfm.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_xdeepfm
 """
 
 from experiments.bars import common
