@@ -11,6 +11,8 @@ from jaxctr import configs
 
 
 def get_config(arg=None):
+  # Every model_config key is set, so any can be overridden on the command line (configs are
+  # locked after get_config).
   c = configs.base_config()
   c.model = "autoint"
   c.model_config.attention_layers = 3
@@ -18,6 +20,11 @@ def get_config(arg=None):
   c.model_config.attention_dim = 32
   c.model_config.use_residual = True
   c.model_config.hidden = ()
+  c.model_config.scale = True
+  c.model_config.layer_norm = False
+  c.model_config.activation = "relu"
+  c.model_config.dropout = 0.0
+  c.model_config.batch_norm = False
   c.embed_dim = 16
   c.batch_size = 4096
   c.num_epochs = 2

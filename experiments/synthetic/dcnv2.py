@@ -12,6 +12,8 @@ from jaxctr import configs
 
 
 def get_config(arg=None):
+  # Every model_config key is set, so any can be overridden on the command line (configs are
+  # locked after get_config).
   c = configs.base_config()
   c.model = "dcnv2"
   c.model_config.cross_layers = 3
@@ -19,6 +21,9 @@ def get_config(arg=None):
   c.model_config.num_experts = 1
   c.model_config.structure = "parallel"
   c.model_config.hidden = (400, 400, 400)
+  c.model_config.activation = "relu"
+  c.model_config.dropout = 0.0
+  c.model_config.batch_norm = False
   c.embed_dim = 16
   c.batch_size = 4096
   c.num_epochs = 2

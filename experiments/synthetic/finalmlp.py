@@ -11,6 +11,8 @@ from jaxctr import configs
 
 
 def get_config(arg=None):
+  # Every model_config key is set, so any can be overridden on the command line (configs are
+  # locked after get_config).
   c = configs.base_config()
   c.model = "finalmlp"
   c.model_config.mlp1_hidden = (400, 400, 400)
@@ -19,6 +21,9 @@ def get_config(arg=None):
   c.model_config.fs1_context = ()
   c.model_config.fs2_context = ()
   c.model_config.num_heads = 1
+  c.model_config.activation = "relu"
+  c.model_config.dropout = 0.0
+  c.model_config.batch_norm = False
   c.embed_dim = 16
   c.batch_size = 4096
   c.num_epochs = 2

@@ -10,8 +10,11 @@ from jaxctr import configs
 
 
 def get_config(arg=None):
+  # Every model_config key is set, so any can be overridden on the command line (configs are
+  # locked after get_config).
   c = configs.base_config()
   c.model = "fwfm"
+  c.model_config.pair_weight_init = 1.0
   c.embed_dim = 16
   c.batch_size = 4096
   c.num_epochs = 2

@@ -12,11 +12,16 @@ from jaxctr import configs
 
 
 def get_config(arg=None):
+  # Every model_config key is set, so any can be overridden on the command line (configs are
+  # locked after get_config).
   c = configs.base_config()
   c.model = "wide_deep"
   c.model_config.hidden = (1024, 512, 256)
   c.model_config.cross_pairs = ()  # e.g. (("C1", "C2"), ("C3", "C4"))
   c.model_config.cross_hash_buckets = 1_000_000
+  c.model_config.activation = "relu"
+  c.model_config.dropout = 0.0
+  c.model_config.batch_norm = False
   c.embed_dim = 16
   c.batch_size = 4096
   c.num_epochs = 2
