@@ -37,10 +37,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.stack_tables = True
   c.embedding.dedup_granule = 0  # bucket granule of the padded unique-id count (0: auto)
 
-  # Numeric features: transform applied before the model sees them.
-  c.numeric = ml_collections.ConfigDict()
-  c.numeric.transform = "log_standardize"  # none|log|standardize|log_standardize
-
   # Dense parameters (optax).
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"  # adam|adamw|sgd|adagrad
@@ -69,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.async_save = True
 
   c.sharding = "data_parallel"  # a recipe in sharding/
+  c.num_devices = 0  # use the first N local devices; 0: all
   c.progress_bar = True
   return c
 

@@ -1,8 +1,8 @@
-"""From a dataset's features and the config to tables, numeric transforms and model inputs.
+"""From a dataset's features and the config to tables and model inputs.
 
 This is the glue between the embedding layer (ids -> vectors) and the model
 zoo (vectors -> logits): it declares one `TableSpec` per categorical feature,
-transforms numeric features, and packs everything into `ModelInputs`.
+and packs everything into `ModelInputs`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxctr.embeddings.collection import EmbeddingCollection
 from jaxctr.embeddings.specs import NUMERIC, FeatureSpec, OptimizerSpec, TableSpec
 from jaxctr.models.base import ModelInputs
-
-NUMERIC_TRANSFORMS = ("none", "log", "standardize", "log_standardize")
-
 
 def table_dim(model_cls, embed_dim: int, num_fields: int) -> int:
   """Row width the model needs: D, D+1 with a first-order column, or model-defined."""
@@ -48,48 +44,17 @@ def table_specs(features: Sequence[FeatureSpec], emb_cfg, dim: int) -> list[Tabl
   ]
 
 
-class NumericTransform:
-  """Jittable numeric transform with constants fitted on the training split.
-
-  Args:
-    kind: One of `NUMERIC_TRANSFORMS`. ``log`` is log1p(max(x, 0));
-      ``standardize`` subtracts the mean and divides by the std of the
-      (possibly log-transformed) training values.
-    mean, std: Per-feature statistics of the transformed values ([N]).
-  """
-
-  def __init__(self, kind: str, mean: np.ndarray | None = None, std: np.ndarray | None = None):
-    if kind not in NUMERIC_TRANSFORMS:
-      raise ValueError(
-        f"config.numeric.transform: unknown {kind!r}; expected one of {NUMERIC_TRANSFORMS}"
-      )
-    self.kind = kind
-    self.mean = None if mean is None else np.asarray(mean, np.float32)
-    self.std = None if std is None else np.maximum(np.asarray(std, np.float32), 1e-6)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    if self.kind in ("log", "log_standardize"):
-      x = jnp.log1p(jnp.maximum(x, 0.0))
-    if self.kind in ("standardize", "log_standardize") and x.shape[-1]:
-      x = (x - self.mean) / self.std
-    return x
-
-
 class InputBuilder:
   """Packs looked-up embeddings and numeric values into `ModelInputs`.
 
   Args:
     collection: The embedding collection serving the categorical features.
     needs_linear: Split the last table column off as the first-order weight.
-    numeric: Transform for ``batch["num"]``.
   """
 
-  def __init__(
-    self, collection: EmbeddingCollection, needs_linear: bool, numeric: NumericTransform
-  ):
+  def __init__(self, collection: EmbeddingCollection, needs_linear: bool):
     self.collection = collection
     self.needs_linear = needs_linear
-    self.numeric = numeric
     self.pooled = [
       f.name for f in collection.features if f.pooling != "none" or f.kind != "sequence"
     ]
@@ -113,5 +78,5 @@ class InputBuilder:
       seqs[n] = v[..., :-1] if self.needs_linear else v
       seqs[n + "/mask"] = feats[n + "/mask"]
     return ModelInputs(
-      fields=fields, dense=self.numeric(batch["num"]), linear=linear, sequences=seqs
+      fields=fields, dense=batch["num"], linear=linear, sequences=seqs
     )

@@ -38,7 +38,7 @@ from jaxctr.summary import SummaryWriter
 class Trainer:
   """Everything a run needs, built once from the config and the dataset."""
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset=None, devices=None):
+  def __init__(self, config: ml_collections.ConfigDict, dataset=None):
     self.config = config
     self.dataset = dataset or data_lib.load_dataset(
       config.dataset.name,
@@ -49,6 +49,7 @@ class Trainer:
     info = self.dataset.info
     self.features = tuple(info.features)
     self.recipe = parallel.load_recipe(config.sharding)
+    devices = jax.devices()[: config.num_devices] if config.num_devices else None
     self.mesh = parallel.make_mesh(self.recipe, devices)
     self.rules = self.recipe.rules
 
@@ -64,12 +65,7 @@ class Trainer:
       stack_tables=config.embedding.stack_tables,
       granule=config.embedding.dedup_granule,
     )
-    mean, std = data_lib.numeric_stats(info, config.numeric.transform)
-    self.inputs = features_lib.InputBuilder(
-      self.collection,
-      model_cls.needs_linear,
-      features_lib.NumericTransform(config.numeric.transform, mean, std),
-    )
+    self.inputs = features_lib.InputBuilder(self.collection, model_cls.needs_linear)
     model = models.build(
       config.model,
       config.model_config,

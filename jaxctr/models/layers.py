@@ -81,9 +81,26 @@ def fm_interaction(v: Array) -> Array:
 
 def pairwise_products(v: Array) -> Array:
   """Inner products of every field pair i<j: [B, F, D] -> [B, F*(F-1)/2]."""
-  f = v.shape[1]
-  i, j = jnp.triu_indices(f, k=1)
-  return jnp.einsum("bpd,bpd->bp", v[:, i], v[:, j])
+  left, right = pair_fields(v)
+  return jnp.einsum("bpd,bpd->bp", left, right)
+
+
+def pair_fields(v: Array) -> tuple[Array, Array]:
+  """``(v[:, i], v[:, j])`` for every pair i<j in `pair_indices` order: two [B, P, ...] arrays.
+
+  Built from static slices rather than by indexing with the pair indices: indexing lowers
+  to a gather whose gradient is a scatter-add, several times slower on CPU.
+  """
+  b, f = v.shape[:2]
+  if f < 2:
+    empty = jnp.zeros((b, 0, *v.shape[2:]), v.dtype)
+    return empty, empty
+  rest = v.shape[2:]
+  left = jnp.concatenate(
+    [jnp.broadcast_to(v[:, i : i + 1], (b, f - 1 - i, *rest)) for i in range(f - 1)], axis=1
+  )
+  right = jnp.concatenate([v[:, i + 1 :] for i in range(f - 1)], axis=1)
+  return left, right
 
 
 def flatten_fields(inputs) -> Array:
@@ -96,7 +113,10 @@ class LinearTerm(nnx.Module):
   """First-order term: sum of per-field weights + a linear map of the dense features."""
 
   def __init__(self, num_dense: int, *, rngs: nnx.Rngs):
-    self.dense = nnx.Linear(num_dense, 1, rngs=rngs) if num_dense else None
+    # Zero init, as logistic regression starts: a random projection of the numeric
+    # features would dominate the logit until the optimizer undoes it.
+    init = nnx.initializers.zeros_init()
+    self.dense = nnx.Linear(num_dense, 1, kernel_init=init, rngs=rngs) if num_dense else None
     self.bias = nnx.Param(jnp.zeros(()))
 
   def __call__(self, inputs) -> Array:

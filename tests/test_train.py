@@ -1,0 +1,101 @@
+"""End-to-end training: resume equivalence, data parallelism, early stopping, outputs."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxctr import configs, train
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(data_dir, model="deepfm", **kw):
+  c = configs.base_config()
+  c.dataset.data_dir = data_dir
+  c.dataset.builder_kwargs = {"config": "tiny"}
+  c.model = model
+  c.model_config.hidden = (16, 16)
+  c.embed_dim = 8
+  c.batch_size = 512
+  c.eval_batch_size = 2048
+  c.total_steps = 24
+  c.eval_every_steps = 8
+  c.log_every_steps = 4
+  c.progress_bar = False
+  c.checkpoint.async_save = True
+  for k, v in kw.items():
+    target = c
+    *path, last = k.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = v
+  return c
+
+
+def _leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(data_dir, tmp_path):
+  full = train.train_and_evaluate(_config(data_dir), str(tmp_path / "full"))
+  wd = str(tmp_path / "resumed")
+  part = train.train_and_evaluate(_config(data_dir), wd, stop_at_step=13)
+  assert part["preempted"] and part["step"] == 13
+  resumed = train.train_and_evaluate(_config(data_dir), wd)
+  assert resumed["step"] == full["step"] == 24
+  for a, b in zip(_leaves(full["final_state"]), _leaves(resumed["final_state"]), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert resumed["test_auc"] == full["test_auc"]
+
+
+def test_eight_devices_match_one(data_dir, tmp_path):
+  assert jax.device_count() == 8
+  one = train.train_and_evaluate(_config(data_dir, num_devices=1), str(tmp_path / "one"))
+  eight = train.train_and_evaluate(_config(data_dir, num_devices=8), str(tmp_path / "eight"))
+  for k in ("valid_auc", "valid_logloss", "test_auc", "test_logloss"):
+    assert eight[k] == pytest.approx(one[k], abs=2e-5), k
+  for a, b in zip(_leaves(one["final_state"]), _leaves(eight["final_state"]), strict=True):
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_early_stopping_keeps_and_uses_best(data_dir, tmp_path):
+  # A huge learning rate makes validation worse after the first evaluation.
+  c = _config(
+    data_dir, **{"embedding.learning_rate": 1.0, "optimizer.learning_rate": 1.0, "total_steps": 80}
+  )
+  c.early_stopping.patience = 2
+  c.early_stopping.monitor = "valid_logloss"
+  c.early_stopping.mode = "min"
+  r = train.train_and_evaluate(c, str(tmp_path))
+  lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+  evals = [x for x in lines if "valid_logloss" in x and "test_auc" not in x]
+  best = min(x["valid_logloss"] for x in evals)
+  assert r["stopped_early"] and r["step"] < 80
+  assert r["valid_logloss"] == pytest.approx(best, rel=1e-6)  # final metrics are the best model's
+  assert os.listdir(tmp_path / "best")
+
+
+def test_outputs_written(data_dir, tmp_path):
+  c = _config(data_dir, model="lr", **{"embedding.learning_rate": 0.05, "optimizer.learning_rate": 0.05})
+  r = train.train_and_evaluate(c, str(tmp_path))
+  lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+  assert any("train_loss" in x for x in lines)
+  assert sum("valid_auc" in x for x in lines) >= 3
+  assert os.listdir(tmp_path / "tensorboard")
+  assert 0.5 < r["test_auc"] <= 1.0 and r["oracle_auc"] > r["test_auc"]
+  assert r["examples_per_s"] > 0 and r["dense_params"] > 0
+
+
+def test_bad_config_keys_fail_clearly(data_dir, tmp_path):
+  with pytest.raises(ValueError, match="config.model: unknown model 'deepfmm'"):
+    train.train_and_evaluate(_config(data_dir, model="deepfmm"), str(tmp_path))
+  with pytest.raises(ValueError, match="sparse optimizer 'adamm'"):
+    train.train_and_evaluate(_config(data_dir, **{"embedding.optimizer": "adamm"}), str(tmp_path))
+  with pytest.raises(ValueError, match="config.batch_size=100000 exceeds"):
+    train.train_and_evaluate(_config(data_dir, batch_size=100000), str(tmp_path))
