@@ -31,8 +31,8 @@ class AFM(base.CTRModel):
 
   def __call__(self, inputs, *, train=False, rngs=None):
     v = inputs.fields
-    i, j = layers.pair_indices(v.shape[1])
-    products = v[:, i] * v[:, j]  # [B, P, D]
+    left, right = layers.pair_fields(v)
+    products = left * right  # [B, P, D]
     scores = self.attention_h(jax.nn.relu(self.attention(products)))[..., 0]
     weights = jax.nn.softmax(scores, axis=1)
     pooled = (weights[..., None] * products).sum(axis=1)

@@ -40,7 +40,7 @@ class FFM(base.CTRModel):
         "the trainer must size tables with FFM.table_dim()"
       )
     v = inputs.fields.reshape(b, f, f, self.embed_dim)  # [B, field, other field, D]
-    i, j = layers.pair_indices(f)
-    # <v_{i, F(j)}, v_{j, F(i)}> for every pair i<j.
-    pair = (v[:, i, j] * v[:, j, i]).sum(axis=(1, 2))
+    # <v_{i, F(j)}, v_{j, F(i)}> for every pair i<j, from static slices (no gather): row i of
+    # the upper triangle against column i of the lower one.
+    pair = sum((v[:, i, i + 1 :] * v[:, i + 1 :, i]).sum(axis=(1, 2)) for i in range(f - 1))
     return self.linear(inputs) + pair

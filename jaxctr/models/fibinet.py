@@ -49,15 +49,16 @@ class Bilinear(nnx.Module):
     self.w = layers.normal_param(rngs, (*lead[kind], embed_dim, embed_dim), embed_dim**-0.5)
 
   def __call__(self, v):
-    i, j = layers.pair_indices(v.shape[1])
     w = self.w[...]
+    if self.kind == "field_each":
+      # v_i W_i once per field, then paired: F matmuls instead of P.
+      left, _ = layers.pair_fields(jnp.einsum("bfd,fde->bfe", v, w))
+      _, right = layers.pair_fields(v)
+      return left * right
+    left, right = layers.pair_fields(v)
     if self.kind == "field_all":
-      left = jnp.einsum("bpd,de->bpe", v[:, i], w)
-    elif self.kind == "field_each":
-      left = jnp.einsum("bpd,pde->bpe", v[:, i], w[i])
-    else:
-      left = jnp.einsum("bpd,pde->bpe", v[:, i], w)
-    return left * v[:, j]
+      return jnp.einsum("bpd,de->bpe", left, w) * right
+    return jnp.einsum("bpd,pde->bpe", left, w) * right
 
 
 @base.register("fibinet")

@@ -37,7 +37,8 @@ class FeatureGate(nnx.Module):
     if self.context is None:
       ctx = inputs.fields[:, list(self.context_fields)].reshape(b, -1)
     else:
-      ctx = jnp.broadcast_to(self.context[...], (b, self.context.shape[0]))
+      # The learned context is the same for every example: run the gate MLP once, broadcast.
+      ctx = self.context[...][None]
     return x * 2.0 * jax.nn.sigmoid(self.mlp(ctx))
 
 

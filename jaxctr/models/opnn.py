@@ -48,8 +48,7 @@ class OPNN(base.CTRModel):
     if self.product_type == "sum":
       s = v.sum(axis=1)
       return (s[:, :, None] * s[:, None, :]).reshape(v.shape[0], -1)
-    i, j = layers.pair_indices(v.shape[1])
-    vi, vj = v[:, i], v[:, j]
+    vi, vj = layers.pair_fields(v)
     k = self.kernel[...]
     if self.product_type == "mat":
       return jnp.einsum("bpd,pde,bpe->bp", vi, k, vj)
