@@ -12,9 +12,18 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxctr.embeddings.collection import EmbeddingCollection
-from jaxctr.embeddings.specs import NUMERIC, FeatureSpec, OptimizerSpec, TableSpec
-from jaxctr.models.base import ModelInputs
+from flax import nnx
+
+from jaxctr.embeddings.specs import (
+  CATEGORICAL,
+  NUMERIC,
+  SEQUENCE,
+  FeatureSpec,
+  OptimizerSpec,
+  TableSpec,
+)
+from jaxctr.models.base import CTRModel, ModelInputs
+
 
 def table_dim(model_cls, embed_dim: int, num_fields: int) -> int:
   """Row width the model needs: D, D+1 with a first-order column, or model-defined."""
@@ -44,30 +53,36 @@ def table_specs(features: Sequence[FeatureSpec], emb_cfg, dim: int) -> list[Tabl
   ]
 
 
-class InputBuilder:
-  """Packs looked-up embeddings and numeric values into `ModelInputs`.
+class FeatureEncoder(nnx.Module):
+  """Turns per-feature lookups and numeric values into `ModelInputs`.
+
+  This is the trainable part of the embedding layer that is not a table
+  (table-free encoders, numeric-feature encoders); its parameters train with
+  the dense model. With plain tables it only packs the looked-up vectors.
 
   Args:
-    collection: The embedding collection serving the categorical features.
+    features: The dataset's features in column order.
     needs_linear: Split the last table column off as the first-order weight.
+    rngs: Initialisation randomness.
   """
 
-  def __init__(self, collection: EmbeddingCollection, needs_linear: bool):
-    self.collection = collection
+  def __init__(self, features: Sequence[FeatureSpec], needs_linear: bool, *, rngs: nnx.Rngs):
+    del rngs  # no parameters yet; encoders with parameters take them from here
     self.needs_linear = needs_linear
-    self.pooled = [
-      f.name for f in collection.features if f.pooling != "none" or f.kind != "sequence"
-    ]
-    self.unpooled = [
-      f.name for f in collection.features if f.kind == "sequence" and f.pooling == "none"
-    ]
+    self.pooled = tuple(
+      f.name
+      for f in features
+      if f.kind == CATEGORICAL or (f.kind == SEQUENCE and f.pooling != "none")
+    )
+    self.unpooled = tuple(f.name for f in features if f.kind == SEQUENCE and f.pooling == "none")
+    self.num_dense = sum(f.kind == NUMERIC for f in features)
 
   @property
   def num_fields(self) -> int:
     return len(self.pooled)
 
-  def __call__(self, rows: Mapping[str, jax.Array], ids, batch) -> ModelInputs:
-    feats = self.collection.assemble(rows, ids)
+  def __call__(self, feats: Mapping[str, jax.Array], batch, *, train: bool = False) -> ModelInputs:
+    del train
     fields = jnp.stack([feats[n] for n in self.pooled], axis=1)
     linear = None
     if self.needs_linear:
@@ -77,6 +92,15 @@ class InputBuilder:
       v = feats[n]
       seqs[n] = v[..., :-1] if self.needs_linear else v
       seqs[n + "/mask"] = feats[n + "/mask"]
-    return ModelInputs(
-      fields=fields, dense=batch["num"], linear=linear, sequences=seqs
-    )
+    return ModelInputs(fields=fields, dense=batch["num"], linear=linear, sequences=seqs)
+
+
+class CTRNetwork(nnx.Module):
+  """The dense half of a CTR model: feature encoder + interaction model."""
+
+  def __init__(self, encoder: FeatureEncoder, model: CTRModel):
+    self.encoder = encoder
+    self.model = model
+
+  def __call__(self, feats, batch, *, train: bool = False, rngs: nnx.Rngs | None = None):
+    return self.model(self.encoder(feats, batch, train=train), train=train, rngs=rngs)

@@ -55,8 +55,6 @@ class Trainer:
 
     model_cls = models.get_model_class(config.model)
     cat_features = [f for f in self.features if f.kind != "numeric"]
-    num_features = [f for f in self.features if f.kind == "numeric"]
-    self.num_dense = len(num_features)
     dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features))
     tables = features_lib.table_specs(self.features, config.embedding, dim)
     self.collection = EmbeddingCollection(
@@ -65,16 +63,18 @@ class Trainer:
       stack_tables=config.embedding.stack_tables,
       granule=config.embedding.dedup_granule,
     )
-    self.inputs = features_lib.InputBuilder(self.collection, model_cls.needs_linear)
+    rngs = nnx.Rngs(config.seed)
+    encoder = features_lib.FeatureEncoder(self.features, model_cls.needs_linear, rngs=rngs)
     model = models.build(
       config.model,
       config.model_config,
-      num_fields=self.inputs.num_fields,
+      num_fields=encoder.num_fields,
       embed_dim=config.embed_dim,
-      num_dense=self.num_dense,
+      num_dense=encoder.num_dense,
       seed=config.seed,
     )
-    self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    network = features_lib.CTRNetwork(encoder, model)
+    self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
     self.tx = make_optimizer(config.optimizer)
     self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     self._params, self._rest = params, rest
@@ -93,7 +93,7 @@ class Trainer:
     }
     return jax.device_put(state, parallel.replicated(self.mesh))
 
-  def _model(self, params, rest):
+  def _network(self, params, rest):
     return nnx.merge(self.graphdef, params, rest)
 
   def _train_step_impl(self, state, batch, ids):
@@ -102,11 +102,11 @@ class Trainer:
     dropout_key = jax.random.fold_in(jax.random.key(self.config.seed + 1), step)
 
     def loss_fn(params, rows):
-      model = self._model(params, state["rest"])
-      inputs = self.inputs(rows, ids, batch)
-      logits = model(inputs, train=True, rngs=nnx.Rngs(dropout=dropout_key))
+      net = self._network(params, state["rest"])
+      feats = self.collection.assemble(rows, ids)
+      logits = net(feats, batch, train=True, rngs=nnx.Rngs(dropout=dropout_key))
       loss = optax.sigmoid_binary_cross_entropy(logits, batch["label"]).mean()
-      _, _, rest = nnx.split(model, nnx.Param, ...)
+      _, _, rest = nnx.split(net, nnx.Param, ...)
       return loss, rest
 
     (loss, rest), (g_params, g_rows) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
@@ -120,8 +120,8 @@ class Trainer:
 
   def _eval_step_impl(self, state, batch, ids):
     rows = self.collection.gather(state["emb"], ids)
-    model = self._model(state["params"], state["rest"])
-    logits = model(self.inputs(rows, ids, batch), train=False)
+    net = self._network(state["params"], state["rest"])
+    logits = net(self.collection.assemble(rows, ids), batch, train=False)
     return jax.nn.sigmoid(logits)
 
   # ------------------------------------------------------------------- data

@@ -82,7 +82,9 @@ def test_early_stopping_keeps_and_uses_best(data_dir, tmp_path):
 
 
 def test_outputs_written(data_dir, tmp_path):
-  c = _config(data_dir, model="lr", **{"embedding.learning_rate": 0.05, "optimizer.learning_rate": 0.05})
+  c = _config(
+    data_dir, model="lr", **{"embedding.learning_rate": 0.05, "optimizer.learning_rate": 0.05}
+  )
   r = train.train_and_evaluate(c, str(tmp_path))
   lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
   assert any("train_loss" in x for x in lines)

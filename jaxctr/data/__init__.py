@@ -6,6 +6,7 @@ split; serving uses `PreparedDataset.encoder` (or `Encoder.load(data_dir)`).
 
 from jaxctr.data.builders import CtrConfig, PreparedDataset, load_dataset
 from jaxctr.data.loader import Loader, prefetch
+from jaxctr.data.memory import from_arrays
 from jaxctr.data.parsers import DataError
 from jaxctr.data.preprocess import DatasetInfo, Encoder, PreprocessConfig
 from jaxctr.data.storage import ArraySplit, SplitSource
@@ -23,6 +24,7 @@ __all__ = [
   "SplitSource",
   "SyntheticConfig",
   "SyntheticGenerator",
+  "from_arrays",
   "auc",
   "load_dataset",
   "oracle_auc",
