@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-
 from flax import nnx
 
 from jaxctr.embeddings.specs import (
