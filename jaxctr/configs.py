@@ -36,6 +36,31 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.eps = 1e-8
   c.embedding.stack_tables = True
   c.embedding.dedup_granule = 0  # bucket granule of the padded unique-id count (0: auto)
+  # Embedding method and storage of every table (see jaxctr/embeddings/encoders.py);
+  # per_feature = {"C3": {"method": "qr", "dtype": "int8"}, ...} overrides any of these.
+  c.embedding.method = "full"  # full|hashing|double_hashing|qr|dhe
+  c.embedding.dtype = "float32"  # float32|bfloat16|float16|int16|int8 (+ per-row scale)
+  c.embedding.num_buckets = 0  # hashed / remainder rows; 0: bucket_fraction * vocab
+  c.embedding.bucket_fraction = 0.25
+  c.embedding.hot_ids = 0  # double_hashing: ids 1..hot_ids keep own rows; 0: hot_fraction
+  c.embedding.hot_fraction = 0.05
+  c.embedding.qr_combine = "mult"  # mult|add|concat
+  c.embedding.hash_seed = 0
+  c.embedding.dhe_k = 1024  # DHE hash functions
+  c.embedding.dhe_dist = "uniform"  # uniform|gaussian
+  c.embedding.dhe_hidden = (256,)
+  c.embedding.per_feature = ml_collections.ConfigDict()
+
+  # Numeric features (see jaxctr/embeddings/numeric.py).
+  c.numeric = ml_collections.ConfigDict()
+  # raw|log|field|equal_width|equal_frequency|log_bucket|tree|bottom_mlp|autodis
+  c.numeric.encoder = "raw"
+  c.numeric.num_buckets = 16  # discretisation buckets per field
+  c.numeric.sample_size = 200_000  # training rows to fit boundaries on
+  c.numeric.bottom_hidden = (64,)
+  c.numeric.autodis_buckets = 16  # meta-embeddings per field
+  c.numeric.temperature = 1.0
+  c.numeric.autodis_alpha = 0.1  # skip-connection weight
 
   # Dense parameters (optax).
   c.optimizer = ml_collections.ConfigDict()

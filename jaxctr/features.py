@@ -1,27 +1,95 @@
 """From a dataset's features and the config to tables and model inputs.
 
 This is the glue between the embedding layer (ids -> vectors) and the model
-zoo (vectors -> logits): it declares one `TableSpec` per categorical feature,
-and packs everything into `ModelInputs`.
+zoo (vectors -> logits): it declares one `TableSpec` per categorical feature
+(with its embedding method and storage dtype from ``config.embedding``), and
+packs everything into `ModelInputs`, computing the table-free parts (DHE,
+numeric encoders) on the way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxctr.embeddings import dhe as dhe_lib
+from jaxctr.embeddings import numeric as numeric_lib
 from jaxctr.embeddings.specs import (
   CATEGORICAL,
   NUMERIC,
   SEQUENCE,
+  EncoderSpec,
   FeatureSpec,
   OptimizerSpec,
+  SpecError,
   TableSpec,
 )
 from jaxctr.models.base import CTRModel, ModelInputs
+
+# Keys of config.embedding that may be overridden per feature/table.
+METHOD_KEYS = (
+  "method",
+  "dtype",
+  "num_buckets",
+  "bucket_fraction",
+  "hot_ids",
+  "hot_fraction",
+  "qr_combine",
+  "hash_seed",
+  "dhe_k",
+  "dhe_dist",
+  "dhe_hidden",
+)
+
+
+def _method_settings(emb_cfg, table: str, features: Sequence[FeatureSpec]) -> dict:
+  per = dict(emb_cfg.get("per_feature", {}) or {})
+  by_name = {f.name: f for f in features}
+  for key, over in per.items():
+    f = by_name.get(key)
+    if f is not None and f.kind == NUMERIC:
+      raise SpecError(
+        f"config.embedding.per_feature[{key!r}]: {key!r} is a numeric feature; "
+        "numeric features are encoded by config.numeric"
+      )
+    if f is None and all(g.table_name != key for g in features):
+      raise SpecError(f"config.embedding.per_feature[{key!r}]: no feature or table {key!r}")
+    unknown = set(dict(over)) - set(METHOD_KEYS)
+    if unknown:
+      raise SpecError(
+        f"config.embedding.per_feature[{key!r}]: unknown keys {sorted(unknown)}; "
+        f"expected some of {METHOD_KEYS}"
+      )
+  out = {k: emb_cfg.get(k) for k in METHOD_KEYS}
+  for f in features:  # a table's own entry wins over its features' entries
+    if f.table_name == table and f.name in per and f.name != table:
+      out.update(dict(per[f.name]))
+  out.update(dict(per.get(table, {})))
+  return out
+
+
+def encoder_spec(settings: dict, vocab: int) -> EncoderSpec:
+  """Resolves fractions of the vocabulary into absolute sizes."""
+  buckets = int(settings["num_buckets"] or 0)
+  if buckets <= 0 and (settings["bucket_fraction"] or 0) > 0:
+    buckets = max(1, math.ceil(settings["bucket_fraction"] * vocab))
+  hot = int(settings["hot_ids"] or 0)
+  if hot <= 0 and (settings["hot_fraction"] or 0) > 0:
+    hot = min(vocab - 1, math.ceil(settings["hot_fraction"] * vocab))
+  return EncoderSpec(
+    method=settings["method"],
+    num_buckets=buckets,
+    hot_ids=max(hot, 0),
+    combine=settings["qr_combine"],
+    seed=int(settings["hash_seed"]),
+    dhe_k=int(settings["dhe_k"]),
+    dhe_dist=settings["dhe_dist"],
+    dhe_hidden=tuple(settings["dhe_hidden"]),
+  )
 
 
 def table_dim(model_cls, embed_dim: int, num_fields: int) -> int:
@@ -46,27 +114,54 @@ def table_specs(features: Sequence[FeatureSpec], emb_cfg, dim: int) -> list[Tabl
   for f in features:
     if f.kind != NUMERIC:
       sizes[f.table_name] = max(sizes.get(f.table_name, 0), f.vocab_size)
-  return [
-    TableSpec(name, vocab, dim, init_std=emb_cfg.init_std, optimizer=opt)
-    for name, vocab in sizes.items()
-  ]
+  specs = []
+  for name, vocab in sizes.items():
+    st = _method_settings(emb_cfg, name, features)
+    specs.append(
+      TableSpec(
+        name,
+        vocab,
+        dim,
+        init_std=emb_cfg.init_std,
+        optimizer=opt,
+        dtype=st["dtype"],
+        encoder=encoder_spec(st, vocab),
+      )
+    )
+  return specs
 
 
 class FeatureEncoder(nnx.Module):
   """Turns per-feature lookups and numeric values into `ModelInputs`.
 
   This is the trainable part of the embedding layer that is not a table
-  (table-free encoders, numeric-feature encoders); its parameters train with
-  the dense model. With plain tables it only packs the looked-up vectors.
+  (DHE MLPs, numeric-feature encoders); its parameters train with the dense
+  model. With plain tables and raw numeric values it only packs the
+  looked-up vectors. Field order: categorical/pooled features, then numeric
+  fields (if the numeric encoder makes fields).
 
   Args:
     features: The dataset's features in column order.
     needs_linear: Split the last table column off as the first-order weight.
     rngs: Initialisation randomness.
+    collection: The `EmbeddingCollection` (needed for DHE tables).
+    numeric: The ``config.numeric`` section (None: raw values).
+    dim: Table row width (needed for DHE and numeric fields).
+    dataset: The prepared dataset, to fit numeric bucket boundaries on its
+      training split (None: boundaries are left for a checkpoint restore).
   """
 
-  def __init__(self, features: Sequence[FeatureSpec], needs_linear: bool, *, rngs: nnx.Rngs):
-    del rngs  # no parameters yet; encoders with parameters take them from here
+  def __init__(
+    self,
+    features: Sequence[FeatureSpec],
+    needs_linear: bool,
+    *,
+    rngs: nnx.Rngs,
+    collection=None,
+    numeric=None,
+    dim: int = 0,
+    dataset=None,
+  ):
     self.needs_linear = needs_linear
     self.pooled = tuple(
       f.name
@@ -74,15 +169,49 @@ class FeatureEncoder(nnx.Module):
       if f.kind == CATEGORICAL or (f.kind == SEQUENCE and f.pooling != "none")
     )
     self.unpooled = tuple(f.name for f in features if f.kind == SEQUENCE and f.pooling == "none")
-    self.num_dense = sum(f.kind == NUMERIC for f in features)
+    n_num = sum(f.kind == NUMERIC for f in features)
+    groups: dict[EncoderSpec, list[str]] = {}
+    for p in collection.dhe if collection is not None else ():
+      groups.setdefault(p.table.encoder, []).append(p.feature.name)
+    self.dhe_names = tuple(tuple(v) for v in groups.values())
+    salts = {f.name: i + 1 for i, f in enumerate(features)}
+    self.dhe = nnx.List(
+      [
+        dhe_lib.DHE(spec, len(names), [salts[n] for n in names], dim, rngs=rngs)
+        for spec, names in zip(groups, self.dhe_names, strict=True)
+      ]
+    )
+    self.numeric = None
+    if numeric is not None and numeric.encoder != "raw":
+      validate_numeric(numeric)
+      sample, stats = None, ()
+      if dataset is not None and numeric.encoder in numeric_lib.BUCKETED and n_num:
+        sample = numeric_lib.training_sample(dataset, numeric.sample_size)
+        stats = dataset.info.numeric_stats
+      self.numeric = numeric_lib.NumericEncoder(numeric, n_num, dim, sample, stats, rngs=rngs)
+      self.num_dense = self.numeric.num_dense
+      self._num_fields = self.numeric.num_fields
+    else:
+      self.num_dense, self._num_fields = n_num, 0
 
   @property
   def num_fields(self) -> int:
-    return len(self.pooled)
+    return len(self.pooled) + self._num_fields
 
   def __call__(self, feats: Mapping[str, jax.Array], batch, *, train: bool = False) -> ModelInputs:
     del train
+    feats = dict(feats)
+    for names, module in zip(self.dhe_names, self.dhe, strict=True):
+      ids = jnp.stack([feats[n + "/dhe_ids"] for n in names], axis=1)
+      vecs = module(ids)
+      for i, n in enumerate(names):
+        feats[n] = vecs[:, i]
     fields = jnp.stack([feats[n] for n in self.pooled], axis=1)
+    dense = batch["num"]
+    if self.numeric is not None:
+      dense, extra = self.numeric(dense)
+      if extra is not None:
+        fields = jnp.concatenate([fields, extra.astype(fields.dtype)], axis=1)
     linear = None
     if self.needs_linear:
       fields, linear = fields[..., :-1], fields[..., -1]
@@ -91,7 +220,23 @@ class FeatureEncoder(nnx.Module):
       v = feats[n]
       seqs[n] = v[..., :-1] if self.needs_linear else v
       seqs[n + "/mask"] = feats[n + "/mask"]
-    return ModelInputs(fields=fields, dense=batch["num"], linear=linear, sequences=seqs)
+    return ModelInputs(fields=fields, dense=dense, linear=linear, sequences=seqs)
+
+
+def validate_numeric(cfg) -> None:
+  """Checks ``config.numeric``; raises `SpecError` naming the offending key."""
+  if cfg.encoder not in numeric_lib.ENCODERS:
+    raise SpecError(
+      f"config.numeric.encoder: unknown encoder {cfg.encoder!r}; "
+      f"expected one of {numeric_lib.ENCODERS}"
+    )
+  if cfg.encoder in numeric_lib.BUCKETED and cfg.num_buckets < 2:
+    raise SpecError(f"config.numeric.num_buckets must be >= 2, got {cfg.num_buckets}")
+  if cfg.encoder == "autodis" and (cfg.autodis_buckets < 1 or cfg.temperature <= 0):
+    raise SpecError(
+      "config.numeric: autodis needs autodis_buckets >= 1 and temperature > 0, got "
+      f"{cfg.autodis_buckets} and {cfg.temperature}"
+    )
 
 
 class CTRNetwork(nnx.Module):

@@ -62,9 +62,18 @@ class Trainer:
       tables,
       stack_tables=config.embedding.stack_tables,
       granule=config.embedding.dedup_granule,
+      seed=config.seed,
     )
     rngs = nnx.Rngs(config.seed)
-    encoder = features_lib.FeatureEncoder(self.features, model_cls.needs_linear, rngs=rngs)
+    encoder = features_lib.FeatureEncoder(
+      self.features,
+      model_cls.needs_linear,
+      rngs=rngs,
+      collection=self.collection,
+      numeric=config.numeric,
+      dim=dim,
+      dataset=self.dataset,
+    )
     model = models.build(
       config.model,
       config.model_config,

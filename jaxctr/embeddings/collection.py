@@ -16,6 +16,12 @@ A step has three parts:
    Differentiating through ``rows[inv]`` yields the per-row *summed* gradient.
 3. `apply_gradients` (device, inside jit, table donated): the sparse optimizer
    updates only the touched rows and scatters them back.
+
+Tables may use another embedding method than one row per id (`encoders`):
+the *logical* features and tables are expanded into physical sub-features and
+sub-tables, ids are transformed in `prepare` and vectors combined in
+`assemble`. Low-precision tables (`quantization`) are dequantized on gather
+and written back with stochastic rounding.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxctr.embeddings import optimizers
+from jaxctr.embeddings import encoders, optimizers, quantization
 from jaxctr.embeddings.specs import (
   CATEGORICAL,
   NUMERIC,
@@ -80,11 +86,12 @@ def _table_key(key: Array, name: str) -> Array:
 def _init_stack(s: Stack, key: Array) -> dict[str, Array]:
   def make(key):
     parts = [
-      t.init_std * jax.random.normal(_table_key(key, t.name), (t.vocab_size, t.dim), jnp.float32)
+      t.init_mean
+      + t.init_std * jax.random.normal(_table_key(key, t.name), (t.vocab_size, t.dim), jnp.float32)
       for t in s.tables
     ]
     table = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
-    entry = {"table": table.astype(s.dtype)}
+    entry = quantization.store(table, s.dtype, None)
     for slot in optimizers.get(s.optimizer).slots:
       width = 1 if slot.per_row else s.dim
       entry[slot.name] = jnp.full((s.rows, width), slot.init(s.optimizer), jnp.float32)
@@ -110,6 +117,7 @@ class EmbeddingCollection:
     tables: One `TableSpec` per table referenced by a feature.
     stack_tables: Stack tables with equal (dim, dtype, optimizer).
     granule: Bucket granule for the padded unique-id count (0: automatic).
+    seed: Seed of the stochastic rounding of low-precision tables.
   """
 
   def __init__(
@@ -119,12 +127,15 @@ class EmbeddingCollection:
     *,
     stack_tables: bool = True,
     granule: int = 0,
+    seed: int = 0,
   ):
-    self.features = tuple(f for f in features if f.kind != NUMERIC)
+    self.logical_features = tuple(f for f in features if f.kind != NUMERIC)
+    self.features = self.logical_features
     self.tables = {t.name: t for t in tables}
     if len(self.tables) != len(tables):
       raise SpecError("duplicate table names in " + str([t.name for t in tables]))
     self.granule = granule
+    self.seed = seed
     cat_index, i = {}, 0
     for f in features:
       if f.kind == CATEGORICAL:
@@ -140,8 +151,15 @@ class EmbeddingCollection:
           f"feature {f.name!r} has vocab_size {f.vocab_size} but its table {t.name!r} has only "
           f"{t.vocab_size} rows"
         )
+      if t.encoder.method == "dhe" and f.kind != CATEGORICAL:
+        raise SpecError(f"feature {f.name!r}: method 'dhe' supports categorical features only")
     for t in tables:
       optimizers.get(t.optimizer, where=f"table {t.name!r}")
+    self.logical_tables = self.tables
+    self.plans, phys_features, phys_tables = encoders.expand(self.logical_features, self.tables)
+    self.features = phys_features
+    self.tables = {t.name: t for t in phys_tables}
+    self.dhe = tuple(p for p in self.plans if p.method == "dhe")
     self.stacks = self._build_stacks(stack_tables)
 
   def _build_stacks(self, stack_tables: bool) -> tuple[Stack, ...]:
@@ -187,7 +205,7 @@ class EmbeddingCollection:
     """Bytes of tables plus optimizer slots."""
     total = 0
     for s in self.stacks:
-      total += s.rows * s.dim * np.dtype(s.dtype).itemsize
+      total += s.rows * quantization.bytes_per_row(s.dtype, s.dim)
       for slot in optimizers.get(s.optimizer).slots:
         total += s.rows * (1 if slot.per_row else s.dim) * 4
     return total
@@ -195,14 +213,28 @@ class EmbeddingCollection:
   # ------------------------------------------------------------------- host
   def prepare(self, batch: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """Deduplicates a host batch's ids per stack (numpy; run off the hot path)."""
-    out = {}
+    cols, out = {}, {}
+    for p in self.plans:
+      f = p.feature
+      if p.method == "full":
+        continue
+      ids = (
+        batch["cat"][:, self._cat_index[f.name], None] if f.kind == CATEGORICAL else batch[f.name]
+      )
+      if p.method == "dhe":
+        out.setdefault(encoders.DHE_IDS, {})[f.name] = np.asarray(ids[:, 0], np.int32)
+      else:
+        cols.update(encoders.transform(p, ids))
     for s in self.stacks:
       blocks = []
       for c in s.columns:
         f = c.feature
-        ids = (
-          batch["cat"][:, self._cat_index[f.name], None] if f.kind == CATEGORICAL else batch[f.name]
-        )
+        if f.name in cols:
+          ids = cols[f.name]
+        elif f.kind == CATEGORICAL:
+          ids = batch["cat"][:, self._cat_index[f.name], None]
+        else:
+          ids = batch[f.name]
         ids = np.asarray(ids, dtype=np.int64)
         # Ids outside [0, vocab) would silently read another table's rows.
         if f.kind == SEQUENCE:
@@ -235,17 +267,21 @@ class EmbeddingCollection:
     """Rows of every stack's unique ids; out-of-range padding reads zeros."""
     rows = {}
     for s in self.stacks:
-      table = state[s.name]["table"]
-      r = table.at[ids[s.name]["uniq"]].get(
+      entry, uniq = state[s.name], ids[s.name]["uniq"]
+      get = lambda a: a.at[uniq].get(
         mode="fill", fill_value=0, indices_are_sorted=True, unique_indices=True
       )
-      rows[s.name] = r.astype(jnp.float32)
+      rows[s.name] = quantization.dequantize(
+        get(entry["table"]), get(entry["scale"]) if "scale" in entry else None
+      )
     return rows
 
   def assemble(self, rows: Mapping[str, Array], ids) -> dict[str, Array]:
     """Per-feature vectors: [B, D] (pooled) or [B, L, D] for pooling='none'.
 
     Sequence features with pooling='none' also get ``"<name>/mask"`` [B, L].
+    DHE features get their raw ids as ``"<name>/dhe_ids"`` [B] instead of a
+    vector; `FeatureEncoder` computes the vector.
     """
     out = {}
     for s in self.stacks:
@@ -265,11 +301,31 @@ class EmbeddingCollection:
           if f.pooling == "mean":
             pooled = pooled / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
           out[f.name] = pooled
+    phys, out = out, {}
+    for p in self.plans:
+      name = p.feature.name
+      if p.method == "full":
+        out[name] = phys[name]
+        if name + "/mask" in phys:
+          out[name + "/mask"] = phys[name + "/mask"]
+      elif p.method == "dhe":
+        out[name + "/dhe_ids"] = ids[encoders.DHE_IDS][name]
+      else:
+        res = encoders.combine(p, phys, {n: phys[n + "/mask"] for n in p.subs})
+        if isinstance(res, tuple):
+          out[name], out[name + "/mask"] = res
+        else:
+          out[name] = res
     return out
 
   def apply_gradients(self, state, ids, row_grads: Mapping[str, Array], step: Array):
-    """Sparse optimizer update of the touched rows; returns the new state."""
+    """Sparse optimizer update of the touched rows; returns the new state.
+
+    Low-precision rows are written back with stochastic rounding keyed by
+    (seed, step, stack), so runs are reproducible and resumable.
+    """
     new_state = {}
+    step_key = jax.random.fold_in(jax.random.key(self.seed), step)
     for s in self.stacks:
       opt = optimizers.get(s.optimizer)
       uniq = ids[s.name]["uniq"]
@@ -280,10 +336,12 @@ class EmbeddingCollection:
       put = lambda a, v: a.at[uniq].set(
         v.astype(a.dtype), mode="drop", indices_are_sorted=True, unique_indices=True
       )
-      w = get(entry["table"]).astype(jnp.float32)
-      slots = {k: get(v) for k, v in entry.items() if k != "table"}
+      scale = get(entry["scale"]) if "scale" in entry else None
+      w = quantization.dequantize(get(entry["table"]), scale)
+      slots = {k: get(v) for k, v in entry.items() if k not in ("table", "scale")}
       new_w, new_slots = opt.update(w, slots, row_grads[s.name], step, s.optimizer)
-      new_entry = {"table": put(entry["table"], new_w)}
+      key = _table_key(step_key, s.name) if s.dtype != "float32" else None
+      new_entry = {k: put(entry[k], v) for k, v in quantization.store(new_w, s.dtype, key).items()}
       for k, v in new_slots.items():
         new_entry[k] = put(entry[k], v)
       new_state[s.name] = new_entry

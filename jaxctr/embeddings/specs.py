@@ -111,6 +111,70 @@ class OptimizerSpec:
   beta: float = 1.0
 
 
+METHODS = ("full", "hashing", "double_hashing", "qr", "dhe")
+QR_COMBINES = ("mult", "add", "concat")
+DHE_DISTS = ("uniform", "gaussian")
+DTYPES = ("float32", "bfloat16", "float16", "int16", "int8")
+_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def canonical_dtype(name: str) -> str:
+  """`fp32`/`bf16`/`fp16` -> numpy names; other names pass through."""
+  return _DTYPE_ALIASES.get(name, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+  """How a table turns ids into vectors (see `jaxctr.embeddings.encoders`).
+
+  Attributes:
+    method: `full` (one row per id), `hashing` (ids hashed into `num_buckets`
+      rows), `double_hashing` (ids 1..`hot_ids` own rows, the rest the sum of
+      two hashed rows out of `num_buckets`), `qr` (quotient and remainder
+      tables, `num_buckets` remainder rows) or `dhe` (no table: an MLP on
+      `dhe_k` hash encodings).
+    num_buckets: Hashed rows (hashing, double_hashing) or remainder rows (qr).
+    hot_ids: Number of most frequent ids with their own rows (double_hashing).
+    combine: How qr combines its two vectors: `mult`, `add` or `concat`.
+    seed: Hash seed; a fixed seed gives the same buckets on every machine.
+    dhe_k: Number of hash functions of DHE.
+    dhe_dist: Distribution of the DHE dense encoding, `uniform` or `gaussian`.
+    dhe_hidden: Hidden widths of the DHE MLP.
+  """
+
+  method: str = "full"
+  num_buckets: int = 0
+  hot_ids: int = 0
+  combine: str = "mult"
+  seed: int = 0
+  dhe_k: int = 1024
+  dhe_dist: str = "uniform"
+  dhe_hidden: tuple[int, ...] = (256,)
+
+  def validate(self, where: str, vocab_size: int, dim: int) -> None:
+    def bad(msg):
+      raise SpecError(f"{where}: {msg}")
+
+    if self.method not in METHODS:
+      bad(f"unknown embedding method {self.method!r}; expected one of {METHODS}")
+    if self.method in ("hashing", "double_hashing", "qr") and self.num_buckets < 1:
+      bad(f"method {self.method!r} needs num_buckets >= 1, got {self.num_buckets}")
+    if self.method == "double_hashing" and not 0 <= self.hot_ids <= vocab_size:
+      bad(f"hot_ids must be in [0, {vocab_size}], got {self.hot_ids}")
+    if self.method == "qr":
+      if self.combine not in QR_COMBINES:
+        bad(f"unknown qr combine {self.combine!r}; expected one of {QR_COMBINES}")
+      if self.combine == "concat" and dim < 2:
+        bad(f"qr combine 'concat' splits the row in two, which needs dim >= 2, got {dim}")
+    if self.method == "dhe":
+      if self.dhe_k < 2 or self.dhe_k % 2:
+        bad(f"dhe_k must be even and >= 2, got {self.dhe_k}")
+      if self.dhe_dist not in DHE_DISTS:
+        bad(f"unknown dhe_dist {self.dhe_dist!r}; expected one of {DHE_DISTS}")
+      if any(h < 1 for h in self.dhe_hidden):
+        bad(f"dhe_hidden widths must be >= 1, got {self.dhe_hidden}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TableSpec:
   """One embedding table.
@@ -121,7 +185,11 @@ class TableSpec:
     dim: Width of a row.
     init_std: Rows are initialised from N(0, init_std^2).
     optimizer: The sparse optimizer that updates touched rows.
-    dtype: Storage dtype of the rows.
+    dtype: Storage dtype of the rows: float32, bfloat16, float16, or int16/int8
+      with a per-row fp32 scale; low-precision rows are written with
+      stochastic rounding.
+    encoder: How ids become vectors (full table, hashing, QR, DHE, ...).
+    init_mean: Mean of the initial rows (1 for multiplicative QR factors).
   """
 
   name: str
@@ -130,8 +198,16 @@ class TableSpec:
   init_std: float = 1e-4
   optimizer: OptimizerSpec = OptimizerSpec()
   dtype: str = "float32"
+  encoder: EncoderSpec = EncoderSpec()
+  init_mean: float = 0.0
 
   def __post_init__(self):
+    object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+    if self.dtype not in DTYPES:
+      raise SpecError(
+        f"table {self.name!r}: unknown dtype {self.dtype!r}; expected one of {DTYPES}"
+      )
+    self.encoder.validate(f"table {self.name!r}", self.vocab_size, self.dim)
     if self.vocab_size < 1:
       raise SpecError(f"table {self.name!r}: vocab_size must be >= 1, got {self.vocab_size}")
     if self.dim < 1:
