@@ -53,6 +53,12 @@ class Trainer:
     self.mesh = parallel.make_mesh(self.recipe, devices)
     self.rules = self.recipe.rules
 
+    group = config.dataset.group_feature
+    if group and group not in [f.name for f in self.features if f.kind == "categorical"]:
+      raise ValueError(
+        f"config.dataset.group_feature: {group!r} is not a categorical feature of "
+        f"{config.dataset.name}"
+      )
     model_cls = models.get_model_class(config.model)
     cat_features = [f for f in self.features if f.kind != "numeric"]
     dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features))

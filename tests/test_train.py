@@ -99,5 +99,7 @@ def test_bad_config_keys_fail_clearly(data_dir, tmp_path):
     train.train_and_evaluate(_config(data_dir, model="deepfmm"), str(tmp_path))
   with pytest.raises(ValueError, match="sparse optimizer 'adamm'"):
     train.train_and_evaluate(_config(data_dir, **{"embedding.optimizer": "adamm"}), str(tmp_path))
+  with pytest.raises(ValueError, match="group_feature: 'C99'"):
+    train.train_and_evaluate(_config(data_dir, **{"dataset.group_feature": "C99"}), str(tmp_path))
   with pytest.raises(ValueError, match="config.batch_size=100000 exceeds"):
     train.train_and_evaluate(_config(data_dir, batch_size=100000), str(tmp_path))
