@@ -181,18 +181,17 @@ class FeatureEncoder(nnx.Module):
         for spec, names in zip(groups, self.dhe_names, strict=True)
       ]
     )
-    self.numeric = None
+    enc = None
     if numeric is not None and numeric.encoder != "raw":
       validate_numeric(numeric)
       sample, stats = None, ()
       if dataset is not None and numeric.encoder in numeric_lib.BUCKETED and n_num:
         sample = numeric_lib.training_sample(dataset, numeric.sample_size)
         stats = dataset.info.numeric_stats
-      self.numeric = numeric_lib.NumericEncoder(numeric, n_num, dim, sample, stats, rngs=rngs)
-      self.num_dense = self.numeric.num_dense
-      self._num_fields = self.numeric.num_fields
-    else:
-      self.num_dense, self._num_fields = n_num, 0
+      enc = numeric_lib.NumericEncoder(numeric, n_num, dim, sample, stats, rngs=rngs)
+    self.numeric = nnx.data(enc)
+    self.num_dense = enc.num_dense if enc is not None else n_num
+    self._num_fields = enc.num_fields if enc is not None else 0
 
   @property
   def num_fields(self) -> int:
