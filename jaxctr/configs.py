@@ -61,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.numeric.autodis_buckets = 16  # meta-embeddings per field
   c.numeric.temperature = 1.0
   c.numeric.autodis_alpha = 0.1  # skip-connection weight
+  c.numeric.per_feature = ml_collections.ConfigDict()  # e.g. {"I3": "log_bucket"}
 
   # Dense parameters (optax).
   c.optimizer = ml_collections.ConfigDict()

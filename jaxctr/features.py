@@ -181,17 +181,27 @@ class FeatureEncoder(nnx.Module):
         for spec, names in zip(groups, self.dhe_names, strict=True)
       ]
     )
-    enc = None
-    if numeric is not None and numeric.encoder != "raw":
-      validate_numeric(numeric)
-      sample, stats = None, ()
-      if dataset is not None and numeric.encoder in numeric_lib.BUCKETED and n_num:
+    num_names = [f.name for f in features if f.kind == NUMERIC]
+    kinds = numeric_kinds(numeric, features) if numeric is not None else ["raw"] * n_num
+    groups: dict[str, list[int]] = {}
+    for j, kind in enumerate(kinds):
+      groups.setdefault(kind, []).append(j)
+    self.num_groups = tuple(tuple(v) for v in groups.values())
+    encs = []
+    if any(k != "raw" for k in groups):
+      sample = None
+      if dataset is not None and any(k in numeric_lib.BUCKETED for k in groups):
         sample = numeric_lib.training_sample(dataset, numeric.sample_size)
-        stats = dataset.info.numeric_stats
-      enc = numeric_lib.NumericEncoder(numeric, n_num, dim, sample, stats, rngs=rngs)
-    self.numeric = nnx.data(enc)
-    self.num_dense = enc.num_dense if enc is not None else n_num
-    self._num_fields = enc.num_fields if enc is not None else 0
+      stats = dataset.info.numeric_stats if dataset is not None else ()
+      for kind, idx in groups.items():
+        sub = (sample[0][:, idx], sample[1]) if sample is not None else None
+        st = [stats[j] for j in idx if j < len(stats)] if len(stats) == len(num_names) else ()
+        encs.append(
+          numeric_lib.NumericEncoder(numeric, len(idx), dim, sub, st, kind=kind, rngs=rngs)
+        )
+    self.numeric = nnx.List(encs)
+    self.num_dense = sum(e.num_dense for e in encs) if encs else n_num
+    self._num_fields = sum(e.num_fields for e in encs)
 
   @property
   def num_fields(self) -> int:
@@ -207,10 +217,15 @@ class FeatureEncoder(nnx.Module):
         feats[n] = vecs[:, i]
     fields = jnp.stack([feats[n] for n in self.pooled], axis=1)
     dense = batch["num"]
-    if self.numeric is not None:
-      dense, extra = self.numeric(dense)
-      if extra is not None:
-        fields = jnp.concatenate([fields, extra.astype(fields.dtype)], axis=1)
+    if len(self.numeric):
+      x, dense_parts, field_parts = dense, [], [fields]
+      for idx, enc in zip(self.num_groups, self.numeric, strict=True):
+        d, extra = enc(x[:, list(idx)])
+        dense_parts.append(d)
+        if extra is not None:
+          field_parts.append(extra.astype(fields.dtype))
+      dense = jnp.concatenate(dense_parts, axis=1)
+      fields = jnp.concatenate(field_parts, axis=1)
     linear = None
     if self.needs_linear:
       fields, linear = fields[..., :-1], fields[..., -1]
@@ -222,14 +237,32 @@ class FeatureEncoder(nnx.Module):
     return ModelInputs(fields=fields, dense=dense, linear=linear, sequences=seqs)
 
 
+def numeric_kinds(cfg, features: Sequence[FeatureSpec]) -> list[str]:
+  """The encoder of every numeric feature: ``cfg.encoder`` unless ``cfg.per_feature`` names one."""
+  validate_numeric(cfg)
+  kinds = {f.name: f.kind for f in features}
+  per = dict(cfg.get("per_feature", {}) or {})
+  for name, enc in per.items():
+    if name not in kinds:
+      raise SpecError(f"config.numeric.per_feature[{name!r}]: no feature {name!r}")
+    if kinds[name] != NUMERIC:
+      raise SpecError(
+        f"config.numeric.per_feature[{name!r}]: {name!r} is a {kinds[name]} feature; "
+        "config.numeric encodes numeric features only"
+      )
+    _check_encoder(enc, f"config.numeric.per_feature[{name!r}]")
+  return [per.get(f.name, cfg.encoder) for f in features if f.kind == NUMERIC]
+
+
+def _check_encoder(name: str, where: str) -> None:
+  if name not in numeric_lib.ENCODERS:
+    raise SpecError(f"{where}: unknown encoder {name!r}; expected one of {numeric_lib.ENCODERS}")
+
+
 def validate_numeric(cfg) -> None:
   """Checks ``config.numeric``; raises `SpecError` naming the offending key."""
-  if cfg.encoder not in numeric_lib.ENCODERS:
-    raise SpecError(
-      f"config.numeric.encoder: unknown encoder {cfg.encoder!r}; "
-      f"expected one of {numeric_lib.ENCODERS}"
-    )
-  if cfg.encoder in numeric_lib.BUCKETED and cfg.num_buckets < 2:
+  _check_encoder(cfg.encoder, "config.numeric.encoder")
+  if cfg.num_buckets < 2:
     raise SpecError(f"config.numeric.num_buckets must be >= 2, got {cfg.num_buckets}")
   if cfg.encoder == "autodis" and (cfg.autodis_buckets < 1 or cfg.temperature <= 0):
     raise SpecError(

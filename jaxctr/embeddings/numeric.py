@@ -157,11 +157,12 @@ class NumericEncoder(nnx.Module):
     sample: Training values [n, N] and labels [n] for fitting boundaries (bucket
       encoders only); None leaves +inf boundaries for a restore to overwrite.
     stats: `DatasetInfo.numeric_stats` (for ``log_bucket``).
+    kind: The encoder (default ``cfg.encoder``).
     rngs: Initialisation randomness.
   """
 
-  def __init__(self, cfg, num: int, dim: int, sample=None, stats=(), *, rngs: nnx.Rngs):
-    self.kind = cfg.encoder
+  def __init__(self, cfg, num: int, dim: int, sample=None, stats=(), *, kind=None, rngs: nnx.Rngs):
+    self.kind = kind or cfg.encoder
     self.num = num
     k, h = cfg.num_buckets, cfg.autodis_buckets
     init = nnx.initializers.normal(0.01)

@@ -108,3 +108,25 @@ def test_numeric_config_validation():
   cfg.encoder, cfg.num_buckets = "equal_width", 1
   with pytest.raises(SpecError, match="num_buckets must be >= 2"):
     features.validate_numeric(cfg)
+
+
+def test_numeric_per_feature_encoders_and_validation():
+  from jaxctr.embeddings.specs import FeatureSpec
+
+  feats = [FeatureSpec("C1", "categorical", 10)] + [
+    FeatureSpec(f"I{j}", "numeric") for j in range(3)
+  ]
+  cfg = configs.base_config().numeric
+  cfg.encoder = "autodis"
+  cfg.per_feature = {"I1": "raw", "I2": "equal_frequency"}
+  enc = features.FeatureEncoder(feats, True, rngs=nnx.Rngs(0), numeric=cfg, dim=5)
+  assert enc.num_dense == 1 and enc.num_fields == 1 + 2  # I1 dense; I0 (autodis), I2 fields
+  batch = {"num": jnp.ones((4, 3))}
+  out = enc({"C1": jnp.zeros((4, 5))}, batch)
+  assert out.fields.shape == (4, 3, 4) and out.linear.shape == (4, 3) and out.dense.shape == (4, 1)
+  cfg.per_feature = {"C1": "autodis"}
+  with pytest.raises(SpecError, match=r"per_feature\['C1'\]: 'C1' is a categorical feature"):
+    features.numeric_kinds(cfg, feats)
+  cfg.per_feature = {"I0": "spline"}
+  with pytest.raises(SpecError, match=r"per_feature\['I0'\]: unknown encoder 'spline'"):
+    features.numeric_kinds(cfg, feats)
