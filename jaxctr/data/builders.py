@@ -5,11 +5,12 @@ back with `builder.as_data_source()`. Each TFDS example is one columnar chunk of
 `chunk_rows` rows (see `storage`), and `disable_shuffling=True` keeps chunks in generation
 order so row order (and with it loader determinism) is a property of the prepared data.
 
-Preparation: pass 1 parses the raw files once (blocks are parsed in a thread pool),
-assigns rows to splits, accumulates training-split statistics and spills parsed chunks to a
-scratch folder; then vocabularies are built, `DatasetInfo` + vocabularies are written next to
-the TFDS files (`jaxctr_info.json`, `jaxctr_vocab.npz`), and pass 2 encodes the spilled
-chunks split by split into records. Real data is read from the TFDS manual directory;
+Preparation: pass 1 parses the raw files once (blocks are parsed in `parse_workers` forked
+processes, see `storage.fork_map`), assigns rows to splits, accumulates training-split
+statistics and spills parsed chunks (in memory, beyond 1 GiB to a scratch folder); then
+vocabularies are built, `DatasetInfo` + vocabularies are written next to the TFDS files
+(`jaxctr_info.json`, `jaxctr_vocab.npz`), and pass 2 encodes the spilled chunks split by
+split (again in `parse_workers` processes) into records, so the text is parsed only once. Real data is read from the TFDS manual directory;
 nothing is ever downloaded.
 """
 
@@ -65,7 +66,11 @@ def ratio_split(lines: np.ndarray, ratios: tuple[float, ...], seed: int) -> np.n
 
 @dataclasses.dataclass(eq=False)
 class CtrConfig(tfds.core.BuilderConfig):
-  """Options shared by all builders (see `preprocess.PreprocessConfig`)."""
+  """Options shared by all builders (see `preprocess.PreprocessConfig`).
+
+  `parse_workers` is the number of forked processes that parse text blocks (pass 1) and
+  encode spilled chunks (pass 2); 1 does everything in the calling process.
+  """
 
   min_count: int = 1
   numeric_fill: str = "zero"
@@ -74,7 +79,7 @@ class CtrConfig(tfds.core.BuilderConfig):
   split_ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
   split_seed: int = 0
   strict: bool = False
-  parse_workers: int = 1
+  parse_workers: int = 2
   files: tuple[str, ...] = ()
   num_fields: int = 0
   synthetic: synthetic.SyntheticConfig | None = None
@@ -156,12 +161,21 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {s: self._generate_examples(spill, s, encoder) for s in SPLITS if info.num_examples[s]}
 
   def _generate_examples(self, spill, split, encoder):
+    for v in encoder.vocabs:  # build the lookup tables once, before any worker forks
+      v.encode(np.zeros(0, np.int64))
+
+    def encode(i):
+      c = spill.load(split, i)
+      cat, num = encoder.encode(c["cat"], c["num"])
+      out = {"label": c["label"].astype(np.float32), "cat": cat, "num": num}
+      if not num.shape[1]:
+        del out["num"]
+      return out
+
     def encoded():
-      for c in spill.read(split):
-        cat, num = encoder.encode(c["cat"], c["num"])
-        out = {"label": c["label"].astype(np.float32), "cat": cat, "num": num}
-        if not num.shape[1]:
-          del out["num"]
+      workers = self.builder_config.parse_workers
+      for i, out in enumerate(storage.fork_map(encode, range(spill.num_chunks(split)), workers)):
+        spill.release(split, i)
         yield out
 
     yield from enumerate(storage.rechunk(encoded(), self.builder_config.chunk_rows))
@@ -182,7 +196,7 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         workers=self.builder_config.parse_workers,
         **format_kwargs,
       )
-      for c in chunks:  # the parser's thread pool already overlaps parsing with this loop
+      for c in chunks:  # worker processes parse the next blocks meanwhile
         if fixed is None:
           which = ratio_split(
             c.line, self.builder_config.split_ratios, self.builder_config.split_seed

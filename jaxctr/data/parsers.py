@@ -105,8 +105,12 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, width: int | 
   return b, np.arange(width) < lens[..., None]
 
 
-def parse_ints(buf, starts, lens):
-  """Decimal integers (optional leading '-'); returns (float64 values, NaN blank; ok mask).
+def _u64(v: int) -> np.uint64:
+  return np.uint64(v)
+
+
+def _parse_ints_general(buf, starts, lens):
+  """`parse_ints` for cells of any width (up to 15 digits): a digit matrix times powers of ten.
 
   Cells are gathered right-aligned (ending at the cell end), so the value is one matrix
   product of the digit matrix with powers of ten (exact up to 15 digits).
@@ -123,8 +127,41 @@ def parse_ints(buf, starts, lens):
   return val, ok
 
 
-def _u64(v: int) -> np.uint64:
-  return np.uint64(v)
+# _KEEP_TOP[k]: the top k bytes of a little-endian uint64 (the last k characters of a window).
+_KEEP_TOP = np.array([((1 << 64) - 1) ^ ((1 << (8 * (8 - k))) - 1) for k in range(9)], np.uint64)
+
+
+def parse_ints(buf, starts, lens):
+  """Decimal integers (optional leading '-'); returns (float64 values, NaN blank; ok mask).
+
+  Each cell is read as the little-endian uint64 of the 8 bytes ending at the cell end; bytes
+  before the digits are replaced by '0', validated and converted with SWAR arithmetic on all
+  8 digits at once. The rare cells with more than 8 digits use `_parse_ints_general`.
+  """
+  b, _ = _gather(buf, starts + lens - 8, lens, 8)
+  x = b.view(np.uint64)[..., 0]
+  neg = (buf[np.ascontiguousarray(starts)] == 45) & (lens > 0)
+  nd = np.minimum(lens - neg, 8)
+  keep = _KEEP_TOP[nd]
+  x = (x & keep) | (_u64(_ONES * 0x30) & ~keep)
+  hi = _u64(_ONES * 0xF0)
+  ok = ((x & hi) | (((x + _u64(_ONES * 0x06)) & hi) >> _u64(4))) == _u64(_ONES * 0x33)
+  x = x - _u64(_ONES * 0x30)
+  # simdjson's eight-digit conversion (first character in the lowest byte).
+  x = x * _u64(10) + (x >> _u64(8))
+  lo = _u64(0x000000FF000000FF)
+  x = (
+    (x & lo) * _u64(100 + (1000000 << 32)) + ((x >> _u64(16)) & lo) * _u64(1 + (10000 << 32))
+  ) >> _u64(32)
+  val = x.astype(np.float64)
+  np.negative(val, out=val, where=neg)
+  ok &= ~(neg & (lens == 1))
+  val[lens == 0] = np.nan
+  long = np.flatnonzero(lens > 8 + neg)
+  if len(long):
+    idx = np.unravel_index(long, lens.shape)
+    val[idx], ok[idx] = _parse_ints_general(buf, starts[idx], lens[idx])
+  return val, ok
 
 
 def parse_hex8(buf, starts, lens):
@@ -136,7 +173,7 @@ def parse_hex8(buf, starts, lens):
   would slip through (0x10-0x19, lowercasing to digits) are ruled out per block.
   """
   b, _ = _gather(buf, starts, lens, 8)
-  x = b.view(">u8")[..., 0].astype(np.uint64)
+  x = b.view(np.uint64)[..., 0]  # little-endian: the first character is the lowest byte
   n = (x & _u64(_ONES * 0x0F)) + _u64(9) * ((x >> _u64(6)) & _u64(_ONES))
   ge10 = ((n + _u64(_ONES * 0x76)) >> _u64(7)) & _u64(_ONES)
   canon = n + _u64(_ONES * 0x30) + _u64(39) * ge10
@@ -144,11 +181,11 @@ def parse_hex8(buf, starts, lens):
   if np.any((buf >= 0x10) & (buf <= 0x19)):
     ok &= ~np.any((b >= 0x10) & (b <= 0x19), axis=-1)
   ok = (ok & (lens == 8)) | (lens == 0)
-  # Pack 8 nibbles, one per byte, first character most significant.
-  x = (n | (n >> _u64(4))) & _u64(0x00FF00FF00FF00FF)
-  x = (x | (x >> _u64(8))) & _u64(0x0000FFFF0000FFFF)
-  x = (x | (x >> _u64(16))) & _u64(0xFFFFFFFF)
-  key = x.astype(np.int64)
+  # Pack 8 nibbles, one per byte, first character (lowest byte) most significant.
+  x = ((n & _u64(0x000F000F000F000F)) << _u64(4)) | ((n >> _u64(8)) & _u64(0x000F000F000F000F))
+  x = ((x & _u64(0x000000FF000000FF)) << _u64(8)) | ((x >> _u64(16)) & _u64(0x000000FF000000FF))
+  x = ((x & _u64(0xFFFF)) << _u64(16)) | (x >> _u64(32))
+  key = x.view(np.int64)
   key[lens == 0] = MISSING_KEY
   return key, ok
 

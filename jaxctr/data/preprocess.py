@@ -110,16 +110,22 @@ class StatsCollector:
     if num.shape[1] == 0 or len(num) == 0:
       return
     miss = np.isnan(num)
-    self.missing += miss.sum(0)
-    self.count += (~miss).sum(0)
+    nmiss = miss.sum(0)
+    self.missing += nmiss
+    self.count += len(num) - nmiss
     x = np.where(miss, 0.0, num)
     lx = signed_log1p(x)
     self.sums += np.stack([x.sum(0), (x * x).sum(0), lx.sum(0), (lx * lx).sum(0)])
-    self.min = np.minimum(self.min, np.where(miss, np.inf, num).min(0))
-    self.max = np.maximum(self.max, np.where(miss, -np.inf, num).max(0))
+    # fmin/fmax skip NaN (an all-missing column gives NaN, which fmin/fmax also skip).
+    self.min = np.fmin(self.min, np.fmin.reduce(num, axis=0))
+    self.max = np.fmax(self.max, np.fmax.reduce(num, axis=0))
     prio = self._rng.random(num.shape)
+    # A value can only enter a full sample if its priority beats the sample's largest one.
+    full = np.array([len(p) >= SAMPLE_SIZE for p in self._prio])
+    limit = np.array([p.max() if f else np.inf for p, f in zip(self._prio, full)])
+    cand = ~miss & (prio < limit)
     for j in range(num.shape[1]):
-      ok = ~miss[:, j]
+      ok = cand[:, j]
       v = np.concatenate([self._sample[j], num[ok, j]])
       p = np.concatenate([self._prio[j], prio[ok, j]])
       if len(v) > SAMPLE_SIZE:

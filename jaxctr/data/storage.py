@@ -2,7 +2,8 @@
 
 Raw text files are read in large blocks of whole lines (`read_blocks`; a missing or empty
 file is a `DataError` naming the path); `drive_blocks` runs a format's block decoder over
-them in file order, numbering lines and accounting for malformed rows (`ParseReport`).
+them in file order (in worker processes, `fork_map`), numbering lines and accounting for
+malformed rows (`ParseReport`).
 
 A prepared split is a sequence of records, each a columnar chunk of `chunk_rows` rows
 (`label` f32 [n], `cat` i32 [n, F], `num` f32 [n, N]; the last chunk may be shorter).
@@ -17,10 +18,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import ctypes
 import dataclasses
+import itertools
+import multiprocessing
 import os
+import pickle
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from absl import logging
@@ -91,38 +97,119 @@ class ParseReport:
       logging.warning("skipping malformed row: %s", msg)
 
 
+# Functions of running `fork_map` calls, by token: forked pool workers inherit the registry,
+# so a function (usually a closure over large state) is never pickled.
+_FNS: dict[int, Callable] = {}
+_tokens = itertools.count()
+
+
+def _run(token: int, item, in_path: str | None, out_path: str) -> str:
+  """Applies function `token` to `item` (or the bytes in `in_path`); pickles to `out_path`."""
+  if in_path is not None:
+    with open(in_path, "rb") as fh:
+      item = fh.read()
+    os.remove(in_path)
+  result = _FNS[token](item)
+  with open(out_path, "wb") as fh:
+    pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+  return out_path
+
+
+def _worker_init() -> None:
+  """Keeps freed memory in a worker's heap (glibc only), so per-item arrays reuse pages.
+
+  With glibc's defaults, forked workers returned freed arrays to the kernel and paid a page
+  fault per 4 KiB on the next item: about 40% more CPU time than decoding in-process.
+  """
+  try:
+    libc = ctypes.CDLL(None)
+    libc.mallopt(-1, 1 << 31)  # M_TRIM_THRESHOLD
+    libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+  except (OSError, AttributeError):
+    pass
+
+
+def _scratch_dir() -> str:
+  """A private folder for hand-over files, in memory (/dev/shm) where available."""
+  shm = "/dev/shm"
+  root = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+  return tempfile.mkdtemp(prefix="jaxctr_fork_map_", dir=root)
+
+
+def fork_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+  """`fn(item)` for each item, in order, in `workers` forked processes when `workers > 1`.
+
+  numpy's byte and string work holds the GIL for much of the time, so threads do not scale;
+  forked workers inherit `fn` and everything it refers to. `bytes` items and all results
+  travel through files (in memory under /dev/shm): one write and one read each, where a pipe
+  would need hundreds of process switches per megabytes-sized item. At most `workers + 1`
+  items are in flight, which bounds memory. With fewer than two items, or `workers <= 1`,
+  everything runs inline; where fork is unavailable a thread pool is used instead.
+  """
+  items = iter(items)
+  head = list(itertools.islice(items, 2))
+  if workers <= 1 or len(head) < 2:
+    yield from map(fn, itertools.chain(head, items))
+    return
+  if "fork" not in multiprocessing.get_all_start_methods():
+    with concurrent.futures.ThreadPoolExecutor(workers) as threads:
+      pending: collections.deque = collections.deque()
+      for item in itertools.chain(head, items):
+        pending.append(threads.submit(fn, item))
+        if len(pending) > workers:
+          yield pending.popleft().result()
+      while pending:
+        yield pending.popleft().result()
+    return
+  token = next(_tokens)
+  _FNS[token] = fn
+  scratch = _scratch_dir()
+  pool = multiprocessing.get_context("fork").Pool(workers, _worker_init)
+  try:
+    pending = collections.deque()
+    for i, item in enumerate(itertools.chain(head, items)):
+      in_path = None
+      if isinstance(item, bytes):
+        in_path = os.path.join(scratch, f"{i}.in")
+        with open(in_path, "wb") as fh:
+          fh.write(item)
+        item = None
+      out_path = os.path.join(scratch, f"{i}.out")
+      pending.append(pool.apply_async(_run, (token, item, in_path, out_path)))
+      while len(pending) > workers:
+        yield _collect(pending.popleft().get())
+    while pending:
+      yield _collect(pending.popleft().get())
+  finally:
+    _FNS.pop(token, None)
+    pool.terminate()
+    pool.join()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _collect(out_path: str):
+  with open(out_path, "rb") as fh:
+    out = pickle.load(fh)
+  os.remove(out_path)
+  return out
+
+
 def drive_blocks(
   path, blocks, block_fn, report, strict, workers, line_base=0
 ) -> Iterator[ParsedChunk]:
-  """Runs `block_fn` over blocks (in a thread pool; numpy releases the GIL) in order.
+  """Runs `block_fn` over blocks in order (in `workers` processes, see `fork_map`).
 
   `block_fn(block)` returns (chunk with 0-based in-block line indices, number of lines, bad
   lines); line numbers, error messages and strict mode are resolved here, in file order.
   """
   report = report if report is not None else ParseReport()
-
-  def finish(result):
-    nonlocal line_base
-    chunk, nlines, bad = result
+  for chunk, nlines, bad in fork_map(block_fn, blocks, workers):
     for li, msg in bad:
       report.bad(f"{path}:{line_base + li + 1}: {msg}", strict)
     chunk.line = chunk.line + (line_base + 1)
     line_base += nlines
     report.rows += len(chunk)
-    return chunk
-
-  if workers <= 1:
-    for block in blocks:
-      yield finish(block_fn(block))
-    return
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    pending: collections.deque = collections.deque()
-    for block in blocks:
-      pending.append(pool.submit(block_fn, block))
-      if len(pending) > workers:
-        yield finish(pending.popleft().result())
-    while pending:
-      yield finish(pending.popleft().result())
+    yield chunk
 
 
 def rechunk(
@@ -173,18 +260,29 @@ class Spill:
     files.append(path)
 
   def read(self, split: str, delete: bool = True) -> Iterator[dict[str, np.ndarray]]:
-    files = self.files.get(split, [])
-    for i, item in enumerate(files):
-      if isinstance(item, dict):
-        out = item
-      else:
-        with np.load(item) as z:
-          out = {k: z[k] for k in z.files}
-        if delete:
-          os.remove(item)
+    for i in range(self.num_chunks(split)):
+      out = self.load(split, i)
       if delete:
-        files[i] = None  # release memory as soon as the chunk is consumed
+        self.release(split, i)
       yield out
+
+  def num_chunks(self, split: str) -> int:
+    return len(self.files.get(split, []))
+
+  def load(self, split: str, i: int) -> dict[str, np.ndarray]:
+    """Chunk `i` of `split` (it must not have been released)."""
+    item = self.files[split][i]
+    if isinstance(item, dict):
+      return item
+    with np.load(item) as z:
+      return {k: z[k] for k in z.files}
+
+  def release(self, split: str, i: int) -> None:
+    """Frees chunk `i` of `split` (memory or its file) once it has been consumed."""
+    item = self.files[split][i]
+    if isinstance(item, str):
+      os.remove(item)
+    self.files[split][i] = None
 
   def finish(self, split: str) -> None:
     """Marks a split as consumed; the scratch folder goes once all splits are."""

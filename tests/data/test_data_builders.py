@@ -90,6 +90,39 @@ def test_criteo_builder_matches_encoder(tmp_path):
   assert info.features[0].vocab_size == 1 + int((counts >= 2).sum())
 
 
+def test_criteo_builder_parse_workers_identical(tmp_path):
+  """Preparing with worker processes (parse and encode) gives the single-process dataset."""
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  text = open(os.path.join(FIX, "criteo_small.tsv"), "rb").read()
+  (manual / "train.txt").write_bytes(text * 40)
+  got = {}
+  for workers in (1, 2):
+    cfg = CtrConfig(
+      name=f"w{workers}", min_count=2, files=("train.txt",), chunk_rows=16, parse_workers=workers
+    )
+    kw = {"config": cfg}
+    # Tiny blocks so that pass 1 has many blocks and pass 2 many spilled chunks.
+    with pytest.MonkeyPatch.context() as mp:
+      mp.setattr(parsers, "BLOCK_BYTES", 2000)
+      mp.setattr(
+        parsers.parse_criteo,
+        "__kwdefaults__",
+        {**parsers.parse_criteo.__kwdefaults__, "block_bytes": 2000},
+      )
+      ds = load_dataset(
+        "criteo", str(tmp_path / f"d{workers}"), manual_dir=str(manual), builder_kwargs=kw
+      )
+    got[workers] = ({s: ds.split(s).read_all() for s in ds.sources}, ds.info)
+  (a, ia), (b, ib) = got[1], got[2]
+  assert sorted(a) == sorted(b) and ia.num_examples == ib.num_examples
+  assert ia.numeric_stats == ib.numeric_stats and ia.extra == ib.extra
+  assert [f.vocab_size for f in ia.features] == [f.vocab_size for f in ib.features]
+  for s in a:
+    for k in a[s]:
+      np.testing.assert_array_equal(a[s][k], b[s][k])
+
+
 def test_criteo_strict_and_missing_manual(tmp_path):
   manual = _criteo_manual(tmp_path)
   cfg = CtrConfig(name="s", strict=True, files=("train.txt",))

@@ -139,3 +139,60 @@ def test_int_parser_edge_cases():
   val, ok = parsers.parse_ints(buf, starts, ends - starts)
   np.testing.assert_array_equal(ok[0], [True, True, True, True, False, False, False, False, False])
   assert val[0, 0] == 0 and val[0, 1] == -7 and val[0, 2] == 123456789012345 and np.isnan(val[0, 3])
+
+
+def test_int_parser_swar_matches_general():
+  """The 8-byte SWAR path agrees with the general digit-matrix path on random cells."""
+  rng = np.random.default_rng(0)
+  alphabet = np.frombuffer(b"0123456789-+/: a.", np.uint8)
+  cells = [b"", b"-0", b"00000001", b"99999999", b"-99999999", b"123456789", b"-1-"]
+  for _ in range(3000):
+    cells.append(alphabet[rng.integers(0, len(alphabet), rng.integers(0, 12))].tobytes())
+    cells.append(
+      str(int(rng.integers(-(10**12), 10**12)) // 10 ** int(rng.integers(0, 12))).encode()
+    )
+  block = b"\t".join(cells) + b"\n"
+  buf = parsers._buffer(block)
+  _, starts, ends, _, _ = parsers._split(buf, (9,), len(cells))
+  lens = ends - starts
+  val, ok = parsers.parse_ints(buf, starts, lens)
+  ref, ref_ok = parsers._parse_ints_general(buf, starts, lens)
+  np.testing.assert_array_equal(ok, ref_ok)
+  np.testing.assert_array_equal(val[ok], ref[ok])
+  np.testing.assert_array_equal(np.signbit(val[ok]), np.signbit(ref[ok]))
+
+
+def test_fork_map_order_inline_and_errors():
+  items = [bytes([i]) * 1000 for i in range(7)] + [7, 8]
+  fn = lambda x: (x[0] if isinstance(x, bytes) else x, os.getpid())
+  for workers in (1, 2):
+    got = list(storage.fork_map(fn, items, workers))
+    assert [g[0] for g in got] == list(range(9))
+    assert (len({g[1] for g in got} - {os.getpid()}) > 0) == (workers > 1)
+  assert [g[1] for g in storage.fork_map(fn, [3], 2)] == [os.getpid()]  # one item: inline
+
+  def boom(x):
+    if x == 3:
+      raise parsers.DataError("bad item 3")
+    return x
+
+  with pytest.raises(parsers.DataError, match="bad item 3"):
+    list(storage.fork_map(boom, range(6), 2))
+
+
+def test_multiprocess_parse_matches_single_process(tmp_path):
+  """Worker processes (several blocks) give exactly the single-process chunks and report."""
+  text = open(CRITEO, "rb").read() * 30
+  path = tmp_path / "big.tsv"
+  path.write_bytes(text)
+  out = {}
+  for workers in (1, 2):
+    report = parsers.ParseReport()
+    chunks = list(parsers.parse_criteo(path, report=report, block_bytes=2000, workers=workers))
+    assert len(chunks) > 4
+    out[workers] = (_all(chunks), report)
+  for k in ("label", "cat", "num", "line"):
+    np.testing.assert_array_equal(out[1][0][k], out[2][0][k])
+  assert out[1][1] == out[2][1] and out[1][1].skipped == 6 * 30
+  with pytest.raises(parsers.DataError, match=r"big.tsv:11: bad value in column 17 \(C3\)"):
+    list(parsers.parse_criteo(path, strict=True, block_bytes=2000, workers=2))
