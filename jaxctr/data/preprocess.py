@@ -116,18 +116,20 @@ class StatsCollector:
     x = np.where(miss, 0.0, num)
     lx = signed_log1p(x)
     self.sums += np.stack([x.sum(0), (x * x).sum(0), lx.sum(0), (lx * lx).sum(0)])
-    # fmin/fmax skip NaN (an all-missing column gives NaN, which fmin/fmax also skip).
-    self.min = np.fmin(self.min, np.fmin.reduce(num, axis=0))
-    self.max = np.fmax(self.max, np.fmax.reduce(num, axis=0))
-    prio = self._rng.random(num.shape)
+    # Per-column work on a transposed copy: reductions along contiguous rows are several
+    # times faster than along axis 0. fmin/fmax skip NaN (an all-missing column gives NaN,
+    # which fmin/fmax then skip too).
+    num_t = np.ascontiguousarray(num.T)
+    self.min = np.fmin(self.min, np.fmin.reduce(num_t, axis=1))
+    self.max = np.fmax(self.max, np.fmax.reduce(num_t, axis=1))
+    prio_t = np.ascontiguousarray(self._rng.random(num.shape).T)
     # A value can only enter a full sample if its priority beats the sample's largest one.
-    full = np.array([len(p) >= SAMPLE_SIZE for p in self._prio])
-    limit = np.array([p.max() if f else np.inf for p, f in zip(self._prio, full)])
-    cand = ~miss & (prio < limit)
+    limit = np.array([p.max() if len(p) >= SAMPLE_SIZE else np.inf for p in self._prio])
+    cand_t = (prio_t < limit[:, None]) & ~np.isnan(num_t)
     for j in range(num.shape[1]):
-      ok = cand[:, j]
-      v = np.concatenate([self._sample[j], num[ok, j]])
-      p = np.concatenate([self._prio[j], prio[ok, j]])
+      ok = cand_t[j]
+      v = np.concatenate([self._sample[j], num_t[j, ok]])
+      p = np.concatenate([self._prio[j], prio_t[j, ok]])
       if len(v) > SAMPLE_SIZE:
         keep = np.argpartition(p, SAMPLE_SIZE)[:SAMPLE_SIZE]
         v, p = v[keep], p[keep]

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import ctypes
 import dataclasses
 import itertools
+import mmap
 import multiprocessing
 import os
 import pickle
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -97,22 +98,35 @@ class ParseReport:
       logging.warning("skipping malformed row: %s", msg)
 
 
-# Functions of running `fork_map` calls, by token: forked pool workers inherit the registry,
-# so a function (usually a closure over large state) is never pickled.
-_FNS: dict[int, Callable] = {}
+# Functions and shared memory of running `fork_map` calls, by token: forked pool workers
+# inherit the registry, so a function (usually a closure over large state) is never pickled.
+_FNS: dict[int, tuple[Callable, mmap.mmap]] = {}
 _tokens = itertools.count()
+SLOT_BYTES = 64 << 20  # per in-flight item: its bytes input, then its result's array data
 
 
-def _run(token: int, item, in_path: str | None, out_path: str) -> str:
-  """Applies function `token` to `item` (or the bytes in `in_path`); pickles to `out_path`."""
-  if in_path is not None:
-    with open(in_path, "rb") as fh:
-      item = fh.read()
-    os.remove(in_path)
-  result = _FNS[token](item)
-  with open(out_path, "wb") as fh:
-    pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-  return out_path
+def _run(token: int, item, slot: int, in_bytes: int):
+  """Applies function `token` to `item` (or `in_bytes` of its slot) and stores the result.
+
+  Array data of the result goes to the slot (out-of-band pickle buffers); only the small
+  pickle travels through the pool's pipe. A result too large for the slot goes whole.
+  """
+  fn, arena = _FNS[token]
+  base = slot * SLOT_BYTES
+  if in_bytes >= 0:
+    item = arena[base : base + in_bytes]
+  result = fn(item)
+  buffers: list[pickle.PickleBuffer] = []
+  meta = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+  raws = [b.raw() for b in buffers]
+  if sum(r.nbytes for r in raws) > SLOT_BYTES:
+    return result, None
+  sizes, view = [], memoryview(arena)
+  for r in raws:
+    view[base : base + r.nbytes] = r
+    base += r.nbytes
+    sizes.append(r.nbytes)
+  return meta, sizes
 
 
 def _worker_init() -> None:
@@ -129,22 +143,16 @@ def _worker_init() -> None:
     pass
 
 
-def _scratch_dir() -> str:
-  """A private folder for hand-over files, in memory (/dev/shm) where available."""
-  shm = "/dev/shm"
-  root = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-  return tempfile.mkdtemp(prefix="jaxctr_fork_map_", dir=root)
-
-
 def fork_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
   """`fn(item)` for each item, in order, in `workers` forked processes when `workers > 1`.
 
   numpy's byte and string work holds the GIL for much of the time, so threads do not scale;
-  forked workers inherit `fn` and everything it refers to. `bytes` items and all results
-  travel through files (in memory under /dev/shm): one write and one read each, where a pipe
-  would need hundreds of process switches per megabytes-sized item. At most `workers + 1`
-  items are in flight, which bounds memory. With fewer than two items, or `workers <= 1`,
-  everything runs inline; where fork is unavailable a thread pool is used instead.
+  forked workers inherit `fn` and everything it refers to. `bytes` items and the array data
+  of results travel through a shared memory arena with one slot per in-flight item (one
+  copy each way; a pipe needs hundreds of process switches per megabyte-sized item, files
+  in /dev/shm a fresh page per 4 KiB). At most `workers + 1` items are in flight, which
+  bounds memory. With fewer than two items, or `workers <= 1`, everything runs inline;
+  where fork is unavailable a thread pool is used instead.
   """
   items = iter(items)
   head = list(itertools.islice(items, 2))
@@ -162,36 +170,41 @@ def fork_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
         yield pending.popleft().result()
     return
   token = next(_tokens)
-  _FNS[token] = fn
-  scratch = _scratch_dir()
+  slots = workers + 1
+  arena = mmap.mmap(-1, slots * SLOT_BYTES)  # anonymous and shared with forked children
+  _FNS[token] = (fn, arena)
   pool = multiprocessing.get_context("fork").Pool(workers, _worker_init)
+  view = memoryview(arena)
+
+  def collect(job, slot):
+    meta, sizes = job.get()
+    if sizes is None:
+      return meta
+    base, bufs = slot * SLOT_BYTES, []
+    for n in sizes:
+      bufs.append(bytearray(view[base : base + n]))  # copied out: the slot is reused
+      base += n
+    return pickle.loads(meta, buffers=bufs)
+
   try:
     pending = collections.deque()
     for i, item in enumerate(itertools.chain(head, items)):
-      in_path = None
-      if isinstance(item, bytes):
-        in_path = os.path.join(scratch, f"{i}.in")
-        with open(in_path, "wb") as fh:
-          fh.write(item)
-        item = None
-      out_path = os.path.join(scratch, f"{i}.out")
-      pending.append(pool.apply_async(_run, (token, item, in_path, out_path)))
+      slot, in_bytes = i % slots, -1
+      if isinstance(item, bytes) and len(item) <= SLOT_BYTES:
+        view[slot * SLOT_BYTES : slot * SLOT_BYTES + len(item)] = item
+        item, in_bytes = None, len(item)
+      pending.append((pool.apply_async(_run, (token, item, slot, in_bytes)), slot))
       while len(pending) > workers:
-        yield _collect(pending.popleft().get())
+        yield collect(*pending.popleft())
     while pending:
-      yield _collect(pending.popleft().get())
+      yield collect(*pending.popleft())
   finally:
     _FNS.pop(token, None)
     pool.terminate()
     pool.join()
-    shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _collect(out_path: str):
-  with open(out_path, "rb") as fh:
-    out = pickle.load(fh)
-  os.remove(out_path)
-  return out
+    with contextlib.suppress(BufferError):  # a view still alive: the GC frees the arena
+      view.release()
+      arena.close()
 
 
 def drive_blocks(

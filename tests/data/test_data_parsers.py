@@ -180,6 +180,18 @@ def test_fork_map_order_inline_and_errors():
     list(storage.fork_map(boom, range(6), 2))
 
 
+@pytest.mark.parametrize("slot_bytes", [storage.SLOT_BYTES, 3000])
+def test_fork_map_array_results(monkeypatch, slot_bytes):
+  """Array results come back equal and writable, also when they overflow the shared slot."""
+  monkeypatch.setattr(storage, "SLOT_BYTES", slot_bytes)
+  items = [bytes(range(256)) * k for k in (1, 5, 20, 2)]
+  fn = lambda b: {"a": np.frombuffer(b, np.uint8).astype(np.int64), "n": len(b)}
+  got = list(storage.fork_map(fn, items, 2))
+  for g, b in zip(got, items):
+    np.testing.assert_array_equal(g["a"], np.frombuffer(b, np.uint8))
+    assert g["n"] == len(b) and g["a"].flags.writeable
+
+
 def test_multiprocess_parse_matches_single_process(tmp_path):
   """Worker processes (several blocks) give exactly the single-process chunks and report."""
   text = open(CRITEO, "rb").read() * 30
