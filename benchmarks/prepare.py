@@ -39,6 +39,9 @@ def main() -> None:
     path = os.path.join(manual, "train.txt")
     nbytes = synthetic.write_criteo_tsv(path, gen, data, missing_rate=args.missing_rate)
     write_s = time.perf_counter() - t0
+    # Preparation normally runs in a process that does not hold the raw rows; holding them
+    # here would also make forked workers inherit (and copy-on-write) this heap.
+    del data
     config = builders.CtrConfig(
       name="bench", min_count=args.min_count, files=("train.txt",), parse_workers=args.workers
     )
