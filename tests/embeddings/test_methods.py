@@ -212,3 +212,13 @@ def test_dhe_rejects_sequence_features():
   f = FeatureSpec("s", "sequence", 10, max_len=3)
   with pytest.raises(SpecError, match="feature 's'.*categorical features only"):
     EmbeddingCollection([f], [TableSpec("s", 10, 4, encoder=EncoderSpec("dhe", dhe_k=8))])
+
+
+def test_double_hashing_vectors_hot_own_row_cold_mean_of_two():
+  col = _collection("double_hashing", stack=False, num_buckets=16, hot_ids=5)
+  state = col.init(jax.random.key(0))
+  feats, _ = _lookup(col, state, np.array([[3, 0], [700, 0]], np.int32))
+  np.testing.assert_allclose(feats["a"][0], state["a/hot"]["table"][2])  # id 3 -> row 2
+  _, h1, h2 = hashing.double_hash(np.array([700]), 5, 16)
+  dh = state["a/dh"]["table"]
+  np.testing.assert_allclose(feats["a"][1], 0.5 * (dh[h1[0]] + dh[h2[0]]), rtol=1e-6)
