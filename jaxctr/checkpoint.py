@@ -88,6 +88,22 @@ class Checkpointer:
     logging.info("Restored checkpoint %s/%d", self.directory, step)
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
+  def restore_leaves(self, step: int | None = None) -> dict[str, np.ndarray]:
+    """All saved arrays keyed by their tree path, without a template.
+
+    For partial restores, e.g. initialising one model's tables from another
+    model's checkpoint.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    meta = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    arrays = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))[
+      "state"
+    ]
+    paths = meta.get("tree_paths", [])
+    return {p: np.asarray(arrays[f"a{i:05d}"]) for i, p in enumerate(paths)}
+
   def wait(self) -> None:
     self._mgr.wait_until_finished()
 

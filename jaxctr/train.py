@@ -109,7 +109,8 @@ class Trainer:
     return jax.device_put(state, parallel.replicated(self.mesh))
 
   def _network(self, params, rest):
-    return nnx.merge(self.graphdef, params, rest)
+    # copy=True: a fresh module per trace, so batch-norm statistics can be updated inside jit.
+    return nnx.merge(self.graphdef, params, rest, copy=True)
 
   def _train_step_impl(self, state, batch, ids):
     step = state["step"] + 1
@@ -233,6 +234,38 @@ class EarlyStopping:
     return self.patience > 0 and self.bad_evals >= self.patience
 
 
+def init_tables_from(state, path: str):
+  """Copies embedding tables (not optimizer slots) from another run's checkpoint.
+
+  ``path`` is a workdir (its ``best/`` checkpoint is preferred, then
+  ``checkpoints/``) or a checkpoint directory. Used by FNN to start from a
+  trained FM's tables; the tables must have the same layout (features,
+  embed_dim, first-order column).
+  """
+  path = os.path.abspath(os.path.expanduser(path))
+  for sub in ("best", "checkpoints", ""):
+    d = os.path.join(path, sub) if sub else path
+    if os.path.isdir(d) and ckpt_lib.Checkpointer(d, async_save=False).latest_step() is not None:
+      break
+  else:
+    raise ValueError(f"config.model_config.init_from_fm: no checkpoint under {path}")
+  saved = ckpt_lib.Checkpointer(d, async_save=False).restore_leaves()
+  emb = dict(state["emb"])
+  for stack, entry in emb.items():
+    key = f"['emb']['{stack}']['table']"
+    if key not in saved:
+      raise ValueError(f"config.model_config.init_from_fm: {d} has no table {stack!r}")
+    table = entry["table"]
+    if saved[key].shape != table.shape:
+      raise ValueError(
+        f"config.model_config.init_from_fm: table {stack!r} is {saved[key].shape} in {d} but "
+        f"{table.shape} here (same features and embed_dim needed)"
+      )
+    emb[stack] = dict(entry, table=jax.device_put(saved[key].astype(table.dtype), table.sharding))
+  logging.info("initialised %d embedding stacks from %s", len(emb), d)
+  return dict(state, emb=emb)
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None, dataset=None
 ) -> dict[str, Any]:
@@ -280,6 +313,9 @@ def train_and_evaluate(
       stopper = EarlyStopping(
         es_cfg.monitor, es_cfg.mode, es_cfg.patience, meta.get("best"), meta.get("bad_evals", 0)
       )
+  init_from = config.model_config.get("init_from_fm", "")
+  if init_from and int(state["step"]) == 0:
+    state = init_tables_from(state, init_from)
   start_step = int(state["step"])
   writer = SummaryWriter(workdir, enabled=jax.process_index() == 0)
   logging.info(

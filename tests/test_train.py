@@ -103,3 +103,18 @@ def test_bad_config_keys_fail_clearly(data_dir, tmp_path):
     train.train_and_evaluate(_config(data_dir, **{"dataset.group_feature": "C99"}), str(tmp_path))
   with pytest.raises(ValueError, match="config.batch_size=100000 exceeds"):
     train.train_and_evaluate(_config(data_dir, batch_size=100000), str(tmp_path))
+
+
+def test_fnn_starts_from_fm_tables(data_dir, tmp_path):
+  fm = train.train_and_evaluate(_config(data_dir, model="fm"), str(tmp_path / "fm"))
+  c = _config(data_dir, model="fnn", total_steps=1)
+  c.model_config.init_from_fm = str(tmp_path / "fm")
+  c.embedding.learning_rate = 0.0  # tables stay exactly as restored
+  fnn = train.train_and_evaluate(c, str(tmp_path / "fnn"))
+  for name, entry in fm["final_state"]["emb"].items():
+    np.testing.assert_array_equal(
+      np.asarray(entry["table"]), np.asarray(fnn["final_state"]["emb"][name]["table"])
+    )
+  c.embed_dim = 4
+  with pytest.raises(ValueError, match="init_from_fm: .*(no table|same features)"):
+    train.train_and_evaluate(c, str(tmp_path / "fnn4"))

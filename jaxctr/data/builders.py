@@ -79,7 +79,7 @@ class CtrConfig(tfds.core.BuilderConfig):
   split_ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
   split_seed: int = 0
   strict: bool = False
-  parse_workers: int = 2
+  parse_workers: int = 1
   files: tuple[str, ...] = ()
   num_fields: int = 0
   synthetic: synthetic.SyntheticConfig | None = None

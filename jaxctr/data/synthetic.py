@@ -73,7 +73,12 @@ class SyntheticConfig:
     zipf_s: Zipf exponent of the id popularity.
     seed: Seed of everything.
     latent_k: Rank of the planted pairwise interactions.
-    num_pairs: Number of interacting field pairs.
+    num_pairs: Number of interacting field pairs (`interaction="pairs"`).
+    interaction: `pairs`: `num_pairs` random field pairs, each with its own weight; or
+      `field_group`: every pair among `num_interacting` random fields interacts through
+      the fields' shared latent vectors (exactly the structure an FM can represent, so the
+      oracle is approachable by the FM family).
+    num_interacting: Size of the interacting field group (`interaction="field_group"`).
     s_numeric: Standard deviation of the numeric part of the logit.
     s_first: Standard deviation of the first-order categorical part.
     s_pair: Standard deviation of the pairwise part.
@@ -91,6 +96,8 @@ class SyntheticConfig:
   seed: int = 2024
   latent_k: int = 4
   num_pairs: int = 20
+  interaction: str = "pairs"
+  num_interacting: int = 8
   s_numeric: float = 0.6
   s_first: float = 1.0
   s_pair: float = 1.0
@@ -147,11 +154,20 @@ class SyntheticGenerator:
     self.w_num_pair = s_num * math.sqrt(0.2) if nn >= 2 else 0.0
     alpha = rng.uniform(0.2, 1.0, nf)
     self.alpha = alpha / max(np.linalg.norm(alpha), 1e-12) * s_first
-    all_pairs = [(i, j) for i in range(nf) for j in range(i + 1, nf)]
-    n_pairs = min(cfg.num_pairs, len(all_pairs))
-    sel = rng.choice(len(all_pairs), size=n_pairs, replace=False) if n_pairs else []
-    self.pairs = [all_pairs[int(i)] for i in sel]
-    beta = rng.uniform(0.3, 1.0, n_pairs)
+    if cfg.interaction == "field_group":
+      group = sorted(int(f) for f in rng.choice(nf, min(cfg.num_interacting, nf), replace=False))
+      self.pairs = [(a, b) for i, a in enumerate(group) for b in group[i + 1 :]]
+      beta = np.ones(len(self.pairs))
+    elif cfg.interaction == "pairs":
+      all_pairs = [(i, j) for i in range(nf) for j in range(i + 1, nf)]
+      n_pairs = min(cfg.num_pairs, len(all_pairs))
+      sel = rng.choice(len(all_pairs), size=n_pairs, replace=False) if n_pairs else []
+      self.pairs = [all_pairs[int(i)] for i in sel]
+      beta = rng.uniform(0.3, 1.0, n_pairs)
+    else:
+      raise ValueError(
+        f"SyntheticConfig.interaction must be 'pairs' or 'field_group', got {cfg.interaction!r}"
+      )
     self.beta = beta / max(np.linalg.norm(beta), 1e-12) * cfg.s_pair
     # Per-id tables computed from the hash (cheap for modest vocabularies), centred under the
     # field's Zipf distribution; index 0 (OOV) is unused.
