@@ -29,6 +29,7 @@ def _config(data_dir, model="deepfm", **kw):
   c.log_every_steps = 4
   c.progress_bar = False
   c.checkpoint.async_save = True
+  c.num_devices = 1  # multi-device runs are tested explicitly
   for k, v in kw.items():
     target = c
     *path, last = k.split(".")
