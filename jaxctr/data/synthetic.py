@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 
+from jaxctr.metrics import auc
+
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 _M1 = _U64(0xBF58476D1CE4E5B9)
@@ -236,22 +238,6 @@ class SyntheticGenerator:
     nib = ((h32[:, None] >> shifts) & np.uint32(0xF)).astype(np.uint8)
     lut = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     return np.ascontiguousarray(lut[nib]).view("S8").reshape(-1)
-
-
-def auc(label: np.ndarray, score: np.ndarray) -> float:
-  """Rank-based ROC AUC with average ranks for ties; NaN if one class is absent."""
-  y = np.asarray(label).reshape(-1) > 0.5
-  s = np.asarray(score, dtype=np.float64).reshape(-1)
-  order = np.argsort(s, kind="mergesort")
-  _, inv, counts = np.unique(s[order], return_inverse=True, return_counts=True)
-  avg = np.cumsum(counts) - (counts - 1) / 2.0
-  ranks = np.empty(len(s), dtype=np.float64)
-  ranks[order] = avg[inv]
-  n_pos = int(y.sum())
-  n_neg = len(y) - n_pos
-  if n_pos == 0 or n_neg == 0:
-    return float("nan")
-  return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def oracle_auc(data: dict[str, np.ndarray]) -> float:
