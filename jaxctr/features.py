@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxctr.crosses import CROSS_KEY
 from jaxctr.embeddings import dhe as dhe_lib
 from jaxctr.embeddings import numeric as numeric_lib
 from jaxctr.embeddings.specs import (
@@ -279,4 +280,7 @@ class CTRNetwork(nnx.Module):
     self.model = model
 
   def __call__(self, feats, batch, *, train: bool = False, rngs: nnx.Rngs | None = None):
-    return self.model(self.encoder(feats, batch, train=train), train=train, rngs=rngs)
+    inputs = self.encoder(feats, batch, train=train)
+    if CROSS_KEY in feats:  # Wide & Deep cross-product weights: [B, P, 1] -> [B, P]
+      inputs = inputs.replace(sequences={**inputs.sequences, CROSS_KEY: feats[CROSS_KEY][..., 0]})
+    return self.model(inputs, train=train, rngs=rngs)

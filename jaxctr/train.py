@@ -27,6 +27,7 @@ from absl import logging
 from flax import nnx
 
 from jaxctr import checkpoint as ckpt_lib
+from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
 from jaxctr import features as features_lib
 from jaxctr import metrics as metrics_lib
@@ -63,8 +64,19 @@ class Trainer:
     cat_features = [f for f in self.features if f.kind != "numeric"]
     dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features))
     tables = features_lib.table_specs(self.features, config.embedding, dim)
+    emb_features = list(self.features)
+    self.crosses = None
+    if config.model_config.get("cross_pairs"):  # Wide & Deep's hashed cross products
+      self.crosses = crosses_lib.Crosses(
+        config.model_config.cross_pairs,
+        config.model_config.get("cross_hash_buckets", 1_000_000),
+        self.features,
+        seed=config.seed,
+      )
+      emb_features.append(self.crosses.feature())
+      tables.append(self.crosses.table(tables[0].optimizer))
     self.collection = EmbeddingCollection(
-      self.features,
+      emb_features,
       tables,
       stack_tables=config.embedding.stack_tables,
       granule=config.embedding.dedup_granule,
@@ -142,6 +154,8 @@ class Trainer:
 
   # ------------------------------------------------------------------- data
   def _device_batch(self, batch):
+    if self.crosses is not None:
+      batch = dict(batch, **{crosses_lib.CROSS_KEY: self.crosses.ids(batch)})
     ids = self.collection.prepare(batch)
     keys = ("label", "num", "mask")
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
