@@ -70,6 +70,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 0.0
   c.optimizer.grad_clip_norm = 0.0
 
+  # Learning-rate factor over training, for the dense and the sparse optimizers alike.
+  c.lr_schedule = "constant"  # constant|linear|cosine (decay to 0 at the last step)
   c.batch_size = 4096
   c.eval_batch_size = 16384
   c.num_epochs = 1

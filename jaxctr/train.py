@@ -108,6 +108,23 @@ class Trainer:
     self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0,))
     self._eval_step = jax.jit(self._eval_step_impl)
 
+  def lr_scale(self, step: jax.Array) -> jax.Array:
+    """Learning-rate factor of ``config.lr_schedule`` at ``step`` (dense and sparse alike)."""
+    kind = self.config.lr_schedule
+    total = max(self.total_steps, 1)
+    frac = jnp.minimum(step.astype(jnp.float32) / total, 1.0)
+    if kind == "constant":
+      return jnp.ones((), jnp.float32)
+    if kind == "linear":
+      return 1.0 - frac
+    if kind == "cosine":
+      return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    raise ValueError(f"config.lr_schedule: unknown {kind!r}; expected constant|linear|cosine")
+
+  @property
+  def total_steps(self) -> int:
+    return self.config.total_steps or self.config.num_epochs * self.steps_per_epoch()
+
   # ------------------------------------------------------------------ state
   def init_state(self) -> dict[str, Any]:
     key = jax.random.key(self.config.seed)
@@ -141,8 +158,10 @@ class Trainer:
       state["params"], rows
     )
     updates, opt_state = self.tx.update(g_params, state["opt_state"], state["params"])
+    lr_scale = self.lr_scale(step)
+    updates = jax.tree.map(lambda u: u * lr_scale, updates)  # Adam & co.: scaling = lr factor
     params = optax.apply_updates(state["params"], updates)
-    emb = self.collection.apply_gradients(state["emb"], ids, g_rows, step)
+    emb = self.collection.apply_gradients(state["emb"], ids, g_rows, step, lr_scale)
     new_state = {"step": step, "params": params, "rest": rest, "opt_state": opt_state, "emb": emb}
     return new_state, {"loss": loss}
 
@@ -305,7 +324,8 @@ def train_and_evaluate(
       f"config.batch_size={config.batch_size} exceeds the training split "
       f"({trainer.dataset.info.num_examples['train']} examples)"
     )
-  total_steps = config.total_steps or config.num_epochs * steps_per_epoch
+  total_steps = trainer.total_steps
+  trainer.lr_scale(jnp.zeros((), jnp.int32))  # validates config.lr_schedule before training
   eval_every = config.eval_every_steps or steps_per_epoch
   ckpt_every = config.checkpoint.every_steps or eval_every
   es_cfg = config.early_stopping

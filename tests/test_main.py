@@ -41,8 +41,6 @@ def test_main_smoke_prints_final_json_and_resumes(tmp_path):
 
 
 def test_main_rejects_unknown_config_key(tmp_path):
-  r = _run(
-    ["--config=experiments/synthetic/deepfm.py:smoke", "--config.batch_sizee=3"], tmp_path
-  )
+  r = _run(["--config=experiments/synthetic/deepfm.py:smoke", "--config.batch_sizee=3"], tmp_path)
   assert r.returncode != 0
   assert "batch_sizee" in r.stderr

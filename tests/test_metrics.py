@@ -48,6 +48,8 @@ def test_group_auc_weights_groups_and_skips_single_class():
 
 
 def test_compute_prefixes():
-  m = metrics.compute(np.array([0, 1, 1]), np.array([0.2, 0.7, 0.6]), prefix="valid", groups=np.zeros(3))
+  m = metrics.compute(
+    np.array([0, 1, 1]), np.array([0.2, 0.7, 0.6]), prefix="valid", groups=np.zeros(3)
+  )
   assert set(m) == {"valid_auc", "valid_logloss", "valid_examples", "valid_gauc"}
   assert m["valid_examples"] == 3 and m["valid_auc"] == 1.0

@@ -4,6 +4,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -119,3 +120,21 @@ def test_fnn_starts_from_fm_tables(data_dir, tmp_path):
   c.embed_dim = 4
   with pytest.raises(ValueError, match="init_from_fm: .*(no table|same features)"):
     train.train_and_evaluate(c, str(tmp_path / "fnn4"))
+
+
+def test_lr_schedule_scales_dense_and_sparse_updates(data_dir, tmp_path):
+  c = _config(data_dir, model="fm", total_steps=4, lr_schedule="linear")
+  t = train.Trainer(c)
+  scales = [float(t.lr_scale(jnp.int32(s))) for s in (0, 1, 2, 4)]
+  assert scales == pytest.approx([1.0, 0.75, 0.5, 0.0])
+  # A last step with factor 0 changes nothing: training 4 steps equals 3 steps + a frozen one.
+  r4 = train.train_and_evaluate(c, str(tmp_path / "four"))
+  r3 = train.train_and_evaluate(c, str(tmp_path / "three"), stop_at_step=3)
+  del r3
+  resumed_state = train.Trainer(c)
+  ck = train.ckpt_lib.Checkpointer(str(tmp_path / "three" / "checkpoints"), async_save=False)
+  state3, _ = ck.restore(resumed_state.init_state())
+  for name, entry in state3["emb"].items():  # tables only: slots still update with factor 0
+    np.testing.assert_array_equal(entry["table"], r4["final_state"]["emb"][name]["table"])
+  with pytest.raises(ValueError, match="config.lr_schedule: unknown 'cosin'"):
+    train.train_and_evaluate(_config(data_dir, lr_schedule="cosin"), str(tmp_path / "bad"))

@@ -1,7 +1,7 @@
 r"""Logistic regression on the built-in synthetic CTR dataset (the baseline).
 
-  python -m jaxctr.main --config=experiments/synthetic/lr.py --workdir=/tmp/lr
-  python -m jaxctr.main --config=experiments/synthetic/lr.py:smoke   # seconds
+python -m jaxctr.main --config=experiments/synthetic/lr.py --workdir=/tmp/lr
+python -m jaxctr.main --config=experiments/synthetic/lr.py:smoke   # seconds
 """
 
 from jaxctr import configs

@@ -102,7 +102,9 @@ def _init_stack(s: Stack, key: Array) -> dict[str, Array]:
   float_store = not quantization.is_int(s.dtype)
   buf = jnp.zeros((s.rows, s.dim), s.dtype if float_store else jnp.float32)
   for t, off in zip(s.tables, s.offsets, strict=True):
-    buf = _fill_rows(buf, _table_key(key, t.name), t.vocab_size, s.dim, off, t.init_mean, t.init_std)
+    buf = _fill_rows(
+      buf, _table_key(key, t.name), t.vocab_size, s.dim, off, t.init_mean, t.init_std
+    )
   entry = {"table": buf} if float_store else quantization.store(buf, s.dtype, None)
   for slot in optimizers.get(s.optimizer).slots:
     width = 1 if slot.per_row else s.dim
@@ -328,7 +330,9 @@ class EmbeddingCollection:
           out[name] = res
     return out
 
-  def apply_gradients(self, state, ids, row_grads: Mapping[str, Array], step: Array):
+  def apply_gradients(
+    self, state, ids, row_grads: Mapping[str, Array], step: Array, lr_scale: Array | float = 1.0
+  ):
     """Sparse optimizer update of the touched rows; returns the new state.
 
     Low-precision rows are written back with stochastic rounding keyed by
@@ -349,7 +353,9 @@ class EmbeddingCollection:
       scale = get(entry["scale"]) if "scale" in entry else None
       w = quantization.dequantize(get(entry["table"]), scale)
       slots = {k: get(v) for k, v in entry.items() if k not in ("table", "scale")}
-      new_w, new_slots = opt.update(w, slots, row_grads[s.name], step, s.optimizer)
+      # The schedule's factor rides on the (otherwise static) spec as a traced value.
+      spec = dataclasses.replace(s.optimizer, learning_rate=s.optimizer.learning_rate * lr_scale)
+      new_w, new_slots = opt.update(w, slots, row_grads[s.name], step, spec)
       key = _table_key(step_key, s.name) if s.dtype != "float32" else None
       new_entry = {k: put(entry[k], v) for k, v in quantization.store(new_w, s.dtype, key).items()}
       for k, v in new_slots.items():
