@@ -19,6 +19,7 @@ def get_config(arg=None):
   c.embedding.init_std = 0.05
   c.embedding.learning_rate = 5e-3
   c.optimizer.learning_rate = 5e-3
+  c.lr_schedule = "linear"  # decays to 0 at the last step: the last epoch fine-tunes
   c.early_stopping.patience = 1
   if arg == "smoke":
     configs.shrink_for_smoke(c)

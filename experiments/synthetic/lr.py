@@ -14,6 +14,7 @@ def get_config(arg=None):
   c.num_epochs = 3
   c.embedding.learning_rate = 1e-2  # one weight per id: a larger step converges in 3 epochs
   c.optimizer.learning_rate = 1e-2
+  c.lr_schedule = "linear"  # decays to 0 at the last step: the last epoch fine-tunes
   c.early_stopping.patience = 1
   if arg == "smoke":
     configs.shrink_for_smoke(c)
