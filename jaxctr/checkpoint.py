@@ -110,8 +110,3 @@ class Checkpointer:
   def close(self) -> None:
     self._mgr.wait_until_finished()
     self._mgr.close()
-
-
-def host_copy(tree):
-  """A host numpy copy of a state, e.g. to compare runs in tests."""
-  return jax.tree.map(lambda x: np.array(x), tree)
