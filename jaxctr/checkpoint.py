@@ -88,6 +88,13 @@ class Checkpointer:
     logging.info("Restored checkpoint %s/%d", self.directory, step)
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
+  def read_meta(self, step: int | None = None) -> dict[str, Any]:
+    """The JSON metadata saved with a checkpoint (default: the latest)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    return self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
   def restore_leaves(self, step: int | None = None) -> dict[str, np.ndarray]:
     """All saved arrays keyed by their tree path, without a template.
 

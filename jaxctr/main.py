@@ -42,6 +42,8 @@ def main(argv):
   import jax
 
   if FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu":  # cross-process CPU collectives
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
       coordinator_address=FLAGS.coordinator_address,
       num_processes=FLAGS.num_processes,

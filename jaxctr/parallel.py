@@ -35,6 +35,7 @@ class Recipe:
   name: str
   mesh_axes: tuple[tuple[str, int], ...]
   rules: tuple[tuple[str, str | tuple[str, ...] | None], ...]
+  strategy: str = "data_parallel"  # default table strategy (sharded strategies: see planner)
 
 
 def load_recipe(name: str) -> Recipe:
@@ -50,7 +51,8 @@ def load_recipe(name: str) -> Recipe:
       for attr in ("MESH_AXES", "RULES"):
         if not hasattr(mod, attr):
           raise ValueError(f"sharding recipe {path} must define {attr}")
-      return Recipe(name, tuple(mod.MESH_AXES), tuple(mod.RULES))
+      strategy = getattr(mod, "STRATEGY", "data_parallel")
+      return Recipe(name, tuple(mod.MESH_AXES), tuple(mod.RULES), strategy)
   raise ValueError(f"config.sharding: no recipe {name!r}; looked for {candidates}")
 
 
@@ -90,16 +92,30 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def put_batch(tree, mesh: Mesh, rules):
-  """Host numpy arrays -> global arrays split along their leading (batch) axis.
+def as_axes(rule) -> tuple[str, ...]:
+  """A rule's mesh axes as a tuple (None -> ())."""
+  if rule is None:
+    return ()
+  return (rule,) if isinstance(rule, str) else tuple(rule)
 
-  Each process passes its local part of the global batch.
+
+def put_global(x, mesh: Mesh, spec: PartitionSpec | None = None) -> jax.Array:
+  """A global array from a host value that every process holds in full.
+
+  Each process materialises only the slices its own devices hold, so the same
+  call works on one host and on many.
   """
-  s = sharding(mesh, rules, ("batch",))
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(s, np.asarray(x)), tree)
+  x = np.asarray(x)
+  s = NamedSharding(mesh, spec if spec is not None else PartitionSpec())
+  return jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])
+
+
+def put_batch(tree, mesh: Mesh, rules):
+  """Global host batch (every process holds all of it) -> arrays split along the batch axis."""
+  spec = logical_to_spec(("batch",), rules)
+  return jax.tree.map(lambda x: put_global(x, mesh, spec), tree)
 
 
 def put_replicated(tree, mesh: Mesh):
   """Host arrays that every process holds in full -> replicated global arrays."""
-  s = replicated(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(s, np.asarray(x)), tree)
+  return jax.tree.map(lambda x: put_global(x, mesh), tree)

@@ -11,6 +11,7 @@ MESH_AXES = (("data", -1),)
 # logical axes on the left.
 RULES = (
   ("batch", "data"),
+  ("table_shard", "data"),
   ("vocab", None),
   ("embed", None),
   ("hidden", None),

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxctr.embeddings import encoders, optimizers, quantization
+from jaxctr.embeddings import encoders, optimizers, quantization, sharded
 from jaxctr.embeddings.specs import (
   CATEGORICAL,
   NUMERIC,
@@ -69,6 +69,7 @@ class Stack:
   tables: tuple[TableSpec, ...]
   offsets: tuple[int, ...]
   columns: tuple[Column, ...]
+  group: str = ""  # placement tag (sharding strategy, offload); stacks never mix tags
 
   @property
   def rows(self) -> int:
@@ -130,6 +131,10 @@ class EmbeddingCollection:
     stack_tables: Stack tables with equal (dim, dtype, optimizer).
     granule: Bucket granule for the padded unique-id count (0: automatic).
     seed: Seed of the stochastic rounding of low-precision tables.
+    groups: Placement tag per *logical* table name (e.g. its sharding strategy
+      or "offload"); tables with different tags are never stacked together.
+      Physical sub-tables of an encoder (``"<table>/<part>"``) inherit their
+      table's tag.
   """
 
   def __init__(
@@ -140,6 +145,7 @@ class EmbeddingCollection:
     stack_tables: bool = True,
     granule: int = 0,
     seed: int = 0,
+    groups: Mapping[str, str] | None = None,
   ):
     self.logical_features = tuple(f for f in features if f.kind != NUMERIC)
     self.features = self.logical_features
@@ -148,6 +154,7 @@ class EmbeddingCollection:
       raise SpecError("duplicate table names in " + str([t.name for t in tables]))
     self.granule = granule
     self.seed = seed
+    self.groups = dict(groups or {})
     cat_index, i = {}, 0
     for f in features:
       if f.kind == CATEGORICAL:
@@ -173,15 +180,93 @@ class EmbeddingCollection:
     self.tables = {t.name: t for t in phys_tables}
     self.dhe = tuple(p for p in self.plans if p.method == "dhe")
     self.stacks = self._build_stacks(stack_tables)
+    self.placement: sharded.MeshPlacement | None = None
+    self.layouts: dict[str, sharded.Layout] = {}
+
+  def shard(
+    self, placement: sharded.MeshPlacement, *, row_placement: str = "range", group_size: int = 0
+  ) -> None:
+    """Lays out every stack whose tag is a sharded strategy over ``placement``'s devices."""
+    self.placement = placement
+    self.layouts = {}
+    for s in self.stacks:
+      if s.group in sharded.STRATEGIES and s.group != "data_parallel":
+        layout = sharded.make_layout(
+          s.group,
+          [t.vocab_size for t in s.tables],
+          s.dim,
+          placement.size,
+          placement=row_placement,
+          group_size=group_size,
+        )
+        sharded.check_stack(layout, s.name, s.dtype, s.optimizer)
+        self.layouts[s.name] = layout
+
+  def shard_state(self, state, put):
+    """Virtual state (from `init`) -> stored state: sharded stacks in their physical layout.
+
+    ``put(array, partition_spec)`` makes the global array (see `parallel.put_global`).
+    """
+    out = {}
+    for name, entry in state.items():
+      layout = self.layouts.get(name)
+      spec = self.placement.spec(layout) if self.placement else None
+      out[name] = {
+        k: put(layout.to_physical(np.asarray(v)) if layout else v, spec) for k, v in entry.items()
+      }
+    return out
+
+  def unshard_state(self, state) -> dict[str, dict[str, np.ndarray]]:
+    """Stored state -> host copies in the virtual layout (every row once, in table order)."""
+    out = {}
+    for name, entry in state.items():
+      layout = self.layouts.get(name)
+      out[name] = {
+        k: layout.to_virtual(np.asarray(v)) if layout else np.asarray(v) for k, v in entry.items()
+      }
+    return out
+
+  def put_ids(self, ids, mesh):
+    """`prepare`'s host arrays -> global device arrays, each placed where the step reads it.
+
+    Sharded stacks: ``own_uniq``/``own_inv`` [n, ...] one row per device, ``inv``
+    split with the batch. Everything else (replicated stacks, DHE ids) is replicated.
+    """
+    from jaxctr import parallel  # local import: parallel imports nothing from here
+
+    axes = self.placement.axes if self.placement else None
+
+    def put(path, x):
+      stack = jax.tree_util.keystr(path[:1])[2:-2]
+      last = jax.tree_util.keystr(path[-1:])
+      if stack in self.layouts and (x.ndim == 2 or last == "['inv']"):
+        return parallel.put_global(x, mesh, jax.sharding.PartitionSpec(axes))
+      return parallel.put_global(x, mesh)
+
+    return jax.tree_util.tree_map_with_path(put, ids)
+
+  def bytes_per_device(self) -> list[int]:
+    """Stored table + optimizer-slot bytes on each device of the placement."""
+    n = self.placement.size if self.placement else 1
+    per = np.zeros(n, np.int64)
+    for s in self.stacks:
+      layout = self.layouts.get(s.name)
+      dim = s.dim if layout is None or layout.row_based else layout.shard_dim
+      row = quantization.bytes_per_row(s.dtype, dim) + 4 * sum(
+        1 if sl.per_row else dim for sl in optimizers.get(s.optimizer).slots
+      )
+      per += (s.rows if layout is None or not layout.row_based else layout.shard_rows) * row
+    return per.tolist()
 
   def _build_stacks(self, stack_tables: bool) -> tuple[Stack, ...]:
     used = [t for t in self.tables.values() if any(f.table_name == t.name for f in self.features)]
     groups: dict[tuple, list[TableSpec]] = {}
     for t in used:
-      key = (t.dim, t.dtype, t.optimizer) if stack_tables else (t.name,)
+      tag = self.group_of(t.name)
+      key = (tag, t.dim, t.dtype, t.optimizer) if stack_tables else (tag, t.name)
       groups.setdefault(key, []).append(t)
     stacks = []
-    for gi, group in enumerate(groups.values()):
+    for gi, (key, group) in enumerate(groups.items()):
       offsets, off = [], 0
       for t in group:
         offsets.append(off)
@@ -195,9 +280,15 @@ class EmbeddingCollection:
       name = group[0].name if len(group) == 1 else f"stack{gi}_d{group[0].dim}"
       t0 = group[0]
       stacks.append(
-        Stack(name, t0.dim, t0.dtype, t0.optimizer, tuple(group), tuple(offsets), tuple(cols))
+        Stack(
+          name, t0.dim, t0.dtype, t0.optimizer, tuple(group), tuple(offsets), tuple(cols), key[0]
+        )
       )
     return tuple(stacks)
+
+  def group_of(self, table: str) -> str:
+    """The placement tag of a (logical or physical) table; "" if none."""
+    return self.groups.get(table, self.groups.get(table.split("/")[0], ""))
 
   # ------------------------------------------------------------------ state
   def init(self, key: Array) -> dict[str, dict[str, Array]]:
@@ -271,7 +362,12 @@ class EmbeddingCollection:
       padded[:n] = uniq[:n]
       padded[n:] = s.rows + np.arange(size - n)  # distinct, sorted, out of range
       idt = np.int32 if s.rows + size < 2**31 else np.int64
-      out[s.name] = {"uniq": padded.astype(idt), "inv": inv.reshape(flat.shape).astype(np.int32)}
+      inv = inv.reshape(flat.shape).astype(np.int32)
+      layout = self.layouts.get(s.name)
+      if layout is not None:  # the id exchange of sharded stacks (see sharded.route)
+        out[s.name] = sharded.route(layout, padded, inv)
+      else:
+        out[s.name] = {"uniq": padded.astype(idt), "inv": inv}
     return out
 
   # ----------------------------------------------------------------- device
@@ -279,6 +375,19 @@ class EmbeddingCollection:
     """Rows of every stack's unique ids; out-of-range padding reads zeros."""
     rows = {}
     for s in self.stacks:
+      layout = self.layouts.get(s.name)
+      if layout is not None:  # owners gather their distinct rows: [n, Ko, D]
+        arrays = {k: v for k, v in state[s.name].items() if k in ("table", "scale")}
+        rows[s.name] = self.placement.gather(
+          layout,
+          arrays,
+          ids[s.name]["own_uniq"],
+          lambda a, u: quantization.dequantize(
+            sharded.jnp_take_rows(a["table"], u),
+            sharded.jnp_take_rows(a["scale"], u) if "scale" in a else None,
+          ),
+        )
+        continue
       entry, uniq = state[s.name], ids[s.name]["uniq"]
       get = lambda a: a.at[uniq].get(
         mode="fill", fill_value=0, indices_are_sorted=True, unique_indices=True
@@ -298,14 +407,22 @@ class EmbeddingCollection:
     out = {}
     for s in self.stacks:
       inv = ids[s.name]["inv"]
-      x = rows[s.name][inv]  # [B, C, D]
+      layout = self.layouts.get(s.name)
+      if layout is not None:  # rows travel from their owners to the requesting devices
+        own_inv = ids[s.name]["own_inv"]
+        x = self.placement.exchange(layout, rows[s.name], own_inv, inv)
+        pad = own_inv.shape[-1] // layout.num_shards - 1  # slot K-1: the zero row
+        is_real = lambda iv, pad=pad: iv != pad
+      else:
+        x = rows[s.name][inv]  # [B, C, D]
+        is_real = lambda iv, s=s, u=ids[s.name]["uniq"]: u[iv] < s.rows
       for c in s.columns:
         f = c.feature
         if f.kind == CATEGORICAL:
           out[f.name] = x[:, c.start]
           continue
         v = x[:, c.start : c.start + f.width]
-        mask = (ids[s.name]["uniq"][inv[:, c.start : c.start + f.width]] < s.rows).astype(v.dtype)
+        mask = is_real(inv[:, c.start : c.start + f.width]).astype(v.dtype)
         if f.pooling == "none":
           out[f.name], out[f.name + "/mask"] = v, mask
         else:
@@ -341,24 +458,39 @@ class EmbeddingCollection:
     new_state = {}
     step_key = jax.random.fold_in(jax.random.key(self.seed), step)
     for s in self.stacks:
-      opt = optimizers.get(s.optimizer)
-      uniq = ids[s.name]["uniq"]
-      entry = state[s.name]
-      get = lambda a: a.at[uniq].get(
-        mode="fill", fill_value=0, indices_are_sorted=True, unique_indices=True
-      )
-      put = lambda a, v: a.at[uniq].set(
-        v.astype(a.dtype), mode="drop", indices_are_sorted=True, unique_indices=True
-      )
-      scale = get(entry["scale"]) if "scale" in entry else None
-      w = quantization.dequantize(get(entry["table"]), scale)
-      slots = {k: get(v) for k, v in entry.items() if k not in ("table", "scale")}
       # The schedule's factor rides on the (otherwise static) spec as a traced value.
       spec = dataclasses.replace(s.optimizer, learning_rate=s.optimizer.learning_rate * lr_scale)
-      new_w, new_slots = opt.update(w, slots, row_grads[s.name], step, spec)
       key = _table_key(step_key, s.name) if s.dtype != "float32" else None
-      new_entry = {k: put(entry[k], v) for k, v in quantization.store(new_w, s.dtype, key).items()}
-      for k, v in new_slots.items():
-        new_entry[k] = put(entry[k], v)
-      new_state[s.name] = new_entry
+      layout = self.layouts.get(s.name)
+      if layout is None:
+        new_state[s.name] = _update_rows(
+          s, spec, state[s.name], ids[s.name]["uniq"], row_grads[s.name], step, key
+        )
+        continue
+
+      def local(entry, uniq, g, shard, s=s, spec=spec, key=key):
+        k = None if key is None else jax.random.fold_in(key, shard)
+        return _update_rows(s, spec, entry, uniq, g, step, k)
+
+      new_state[s.name] = self.placement.update(
+        layout, state[s.name], ids[s.name]["own_uniq"], row_grads[s.name], local
+      )
     return new_state
+
+
+def _update_rows(s: Stack, spec: OptimizerSpec, entry, uniq, g, step, key):
+  """Sparse optimizer step of the rows ``uniq`` of one stored entry (table + slots)."""
+  opt = optimizers.get(s.optimizer)
+  scale = sharded.jnp_take_rows(entry["scale"], uniq) if "scale" in entry else None
+  w = quantization.dequantize(sharded.jnp_take_rows(entry["table"], uniq), scale)
+  slots = {
+    k: sharded.jnp_take_rows(v, uniq) for k, v in entry.items() if k not in ("table", "scale")
+  }
+  new_w, new_slots = opt.update(w, slots, g, step, spec)
+  new_entry = {
+    k: sharded.jnp_put_rows(entry[k], uniq, v)
+    for k, v in quantization.store(new_w, s.dtype, key).items()
+  }
+  for k, v in new_slots.items():
+    new_entry[k] = sharded.jnp_put_rows(entry[k], uniq, v)
+  return new_entry
