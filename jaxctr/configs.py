@@ -34,6 +34,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.clip_norm = 0.0
   c.embedding.initial_accumulator = 0.0
   c.embedding.eps = 1e-8
+  # L2 penalty (l2 / 2) * ||W||^2 on the tables, FuxiCTR's embedding_regularizer (gradient
+  # l2 * w). sparse: touched rows only; dense: every row each step, O(table) per step (see
+  # jaxctr/embeddings/regularization.py).
+  c.embedding.l2 = 0.0
+  c.embedding.l2_mode = "sparse"  # sparse|dense
   c.embedding.stack_tables = True
   c.embedding.dedup_granule = 0  # bucket granule of the padded unique-id count (0: auto)
   # Embedding method and storage of every table (see jaxctr/embeddings/encoders.py);
@@ -50,6 +55,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.dhe_dist = "uniform"  # uniform|gaussian
   c.embedding.dhe_hidden = (256,)
   c.embedding.per_feature = ml_collections.ConfigDict()
+  # Placement of tables over the mesh (see jaxctr/embeddings/sharded.py and planner.py):
+  # data_parallel|table_wise|row_wise|column_wise|table_row_wise, or auto (data_parallel
+  # until a table must move to fit device_memory_budget); "": the recipe's STRATEGY.
+  c.embedding.strategy = ""
+  c.embedding.per_table_strategy = ml_collections.ConfigDict()  # pins, e.g. {"C3": "row_wise"}
+  c.embedding.row_placement = "range"  # row_wise rows: range|mod
+  c.embedding.row_group_size = 0  # table_row_wise devices per group; 0: devices per process
+  c.embedding.device_memory_budget = 0  # bytes per device the planner may use; 0: unlimited
 
   # Numeric features (see jaxctr/embeddings/numeric.py).
   c.numeric = ml_collections.ConfigDict()
@@ -86,11 +99,30 @@ def base_config() -> ml_collections.ConfigDict:
   c.early_stopping.mode = "max"  # max|min
   c.early_stopping.patience = 0  # evaluations without improvement; 0 disables
 
+  # Reduce on plateau (FuxiCTR's reduce_lr_on_plateau): every `patience` evaluations without
+  # improvement of early_stopping.monitor multiply the dense and sparse learning rates by
+  # `factor`, down to min_lr (a floor on the dense rate; the tables' factor stops there too).
+  c.lr_plateau = ml_collections.ConfigDict()
+  c.lr_plateau.factor = 1.0  # 1: off (BARS: 0.1)
+  c.lr_plateau.patience = 1  # FuxiCTR reduces at every evaluation without improvement
+  c.lr_plateau.min_lr = 0.0  # FuxiCTR: 1e-6
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.enabled = True
   c.checkpoint.every_steps = 0  # 0: at every evaluation
   c.checkpoint.max_to_keep = 2
   c.checkpoint.async_save = True
+
+  # Host-offload cache (jaxctr/embeddings/offload.py): every row of the offloaded tables
+  # lives in host memory, the hot ones in a device-resident cache.
+  c.offload = ml_collections.ConfigDict()
+  c.offload.enabled = False
+  c.offload.tables = ()  # logical table names; empty: every table with >= min_rows rows
+  c.offload.min_rows = 0
+  c.offload.cache_fraction = 0.1  # cache slots as a fraction of the table's rows
+  c.offload.cache_rows = 0  # > 0 overrides cache_fraction
+  c.offload.policy = "lru"  # lru|lfu
+  c.offload.disk_dir = ""  # memory-map the host store here (tables larger than RAM)
 
   c.sharding = "data_parallel"  # a recipe in sharding/
   c.num_devices = 0  # use the first N local devices; 0: all

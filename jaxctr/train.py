@@ -12,6 +12,7 @@ the devices, so it overlaps with the device computation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -32,6 +33,8 @@ from jaxctr import data as data_lib
 from jaxctr import features as features_lib
 from jaxctr import metrics as metrics_lib
 from jaxctr import models, parallel
+from jaxctr.embeddings import offload as offload_lib
+from jaxctr.embeddings import planner, regularization, sharded
 from jaxctr.embeddings.collection import EmbeddingCollection
 from jaxctr.summary import SummaryWriter
 
@@ -75,13 +78,35 @@ class Trainer:
       )
       emb_features.append(self.crosses.feature())
       tables.append(self.crosses.table(tables[0].optimizer))
+    offloaded = offload_lib.offloaded_tables(config.offload, tables)
+    self.plan = self._plan_sharding(emb_features, tables, offloaded)
     self.collection = EmbeddingCollection(
       emb_features,
       tables,
       stack_tables=config.embedding.stack_tables,
       granule=config.embedding.dedup_granule,
       seed=config.seed,
+      groups={**self.plan.strategies, **offloaded},
     )
+    self.placement = sharded.MeshPlacement(self.mesh, self.table_axes)
+    self.collection.shard(
+      self.placement,
+      row_placement=config.embedding.row_placement,
+      group_size=self.group_size,
+    )
+    self.offload = None
+    if config.offload.enabled:  # every row on the host, the hot rows in a device cache
+      oc = config.offload
+      self.offload = offload_lib.OffloadManager(
+        self.collection,
+        self.mesh,
+        jax.random.fold_in(jax.random.key(config.seed), 1),  # the key init_state uses
+        cache_fraction=oc.cache_fraction,
+        cache_rows=oc.cache_rows,
+        policy=oc.policy,
+        depth=max(config.prefetch, 1),
+        disk_dir=os.path.expanduser(oc.disk_dir),
+      )
     rngs = nnx.Rngs(config.seed)
     encoder = features_lib.FeatureEncoder(
       self.features,
@@ -106,7 +131,60 @@ class Trainer:
     self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     self._params, self._rest = params, rest
     self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0,))
-    self._eval_step = jax.jit(self._eval_step_impl)
+    # Predictions come back replicated, so every process can read all of them.
+    self._eval_step = jax.jit(self._eval_step_impl, out_shardings=parallel.replicated(self.mesh))
+
+  @property
+  def table_axes(self) -> tuple[str, ...]:
+    """Mesh axes sharded tables are split over; the batch must be split over the same."""
+    rules = dict(self.rules)
+    axes = parallel.as_axes(rules.get("table_shard", rules.get("batch")))
+    if axes != parallel.as_axes(rules.get("batch")):
+      raise ValueError(
+        f"sharding recipe {self.recipe.name!r}: 'table_shard' {axes} must map to the same mesh "
+        f"axes as 'batch' {parallel.as_axes(rules.get('batch'))}"
+      )
+    return axes
+
+  @property
+  def group_size(self) -> int:
+    """Devices per group of table_row_wise (config, else the recipe's row_group, else a host)."""
+    if self.config.embedding.row_group_size:
+      return self.config.embedding.row_group_size
+    row_group = parallel.as_axes(dict(self.rules).get("row_group"))
+    if row_group:
+      return int(np.prod([self.mesh.shape[a] for a in row_group]))
+    return min(jax.local_device_count(), self.mesh.size)
+
+  def _plan_sharding(self, features, tables, offloaded) -> planner.Plan:
+    """Strategies per table: config/recipe default, user pins, then the memory budget."""
+    cfg = self.config.embedding
+    default = cfg.strategy or self.recipe.strategy
+    probe = EmbeddingCollection(features, tables, stack_tables=False)  # physical tables only
+    costs, pins = [], {}
+    for c in planner.table_costs(probe.tables.values()):
+      if c.name in offloaded:  # only the device cache counts; caches are replicated
+        oc = self.config.offload
+        rows = oc.cache_rows or max(int(c.rows * oc.cache_fraction), 1)
+        c = dataclasses.replace(c, name=c.name + " (cache)", rows=min(rows, c.rows))
+        pins[c.name] = "data_parallel"
+      costs.append(c)
+    ids_per_device = self.config.batch_size * sum(f.width for f in probe.features)
+    lookup = 4 * ids_per_device * max(t.dim for t in tables) * 4 // self.mesh.size
+    pins.update(cfg.per_table_strategy)
+    if self.mesh.size == 1:  # one device: every strategy is the same layout
+      pins = {}
+    plan = planner.plan(
+      costs,
+      self.mesh.size,
+      default=default if self.mesh.size > 1 else "data_parallel",
+      pins=pins,
+      budget=cfg.device_memory_budget,
+      group_size=self.group_size,
+      lookup_bytes=lookup,
+    )
+    plan.strategies = {k: v for k, v in plan.strategies.items() if not k.endswith(" (cache)")}
+    return plan
 
   def lr_scale(self, step: jax.Array) -> jax.Array:
     """Learning-rate factor of ``config.lr_schedule`` at ``step`` (dense and sparse alike)."""
@@ -133,9 +211,18 @@ class Trainer:
       "params": self._params,
       "rest": self._rest,
       "opt_state": self.tx.init(self._params),
-      "emb": self.collection.init(jax.random.fold_in(key, 1)),
+      "emb": (self.offload.init_emb if self.offload else self.collection.init)(
+        jax.random.fold_in(key, 1)
+      ),
+      # Reduce-on-plateau factor: a traced leaf (no recompiles) that checkpoints with the state.
+      "lr_factor": jnp.ones((), jnp.float32),
     }
-    return jax.device_put(state, parallel.replicated(self.mesh))
+    emb = state.pop("emb")
+    state = jax.tree.map(lambda x: parallel.put_global(x, self.mesh), state)
+    state["emb"] = self.collection.shard_state(
+      emb, lambda x, spec: parallel.put_global(x, self.mesh, spec)
+    )
+    return state
 
   def _network(self, params, rest):
     # copy=True: a fresh module per trace, so batch-norm statistics can be updated inside jit.
@@ -158,14 +245,21 @@ class Trainer:
       state["params"], rows
     )
     updates, opt_state = self.tx.update(g_params, state["opt_state"], state["params"])
-    lr_scale = self.lr_scale(step)
+    lr_scale = self.lr_scale(step) * state["lr_factor"]
     updates = jax.tree.map(lambda u: u * lr_scale, updates)  # Adam & co.: scaling = lr factor
     params = optax.apply_updates(state["params"], updates)
-    emb = self.collection.apply_gradients(state["emb"], ids, g_rows, step, lr_scale)
+    emb_cfg = self.config.embedding
+    emb_ids, g_rows = regularization.add_l2(
+      self.collection, state["emb"], ids, rows, g_rows, emb_cfg.l2, emb_cfg.l2_mode
+    )
+    emb = self.collection.apply_gradients(state["emb"], emb_ids, g_rows, step, lr_scale)
     new_state = {"step": step, "params": params, "rest": rest, "opt_state": opt_state, "emb": emb}
+    new_state["lr_factor"] = state["lr_factor"]
     return new_state, {"loss": loss}
 
   def _eval_step_impl(self, state, batch, ids):
+    if self.offload is not None:  # offloaded stacks: the batch's rows from the host store
+      state = self.offload.eval_view(state, ids)
     rows = self.collection.gather(state["emb"], ids)
     net = self._network(state["params"], state["rest"])
     logits = net(self.collection.assemble(rows, ids), batch, train=False)
@@ -178,7 +272,9 @@ class Trainer:
     ids = self.collection.prepare(batch)
     keys = ("label", "num", "mask")
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
-    return dev, parallel.put_replicated(ids, self.mesh), batch
+    if self.offload is not None:  # stage 2 rewrites the ids into cache slots, then transfers
+      return dev, ids, batch
+    return dev, self.collection.put_ids(ids, self.mesh), batch
 
   def batches(self, split: str, *, train: bool, start_step: int = 0) -> Iterator:
     cfg = self.config
@@ -190,21 +286,31 @@ class Trainer:
       num_epochs=None if train else 1,
       drop_remainder=train,
       start_step=start_step,
-      shard_index=jax.process_index(),
-      num_shards=jax.process_count(),
+      # Every process reads the whole global batch: host-side dedup and the id
+      # exchange of sharded tables need all of its ids; each process then places
+      # only its devices' slices (see parallel.put_batch).
+      shard_index=0,
+      num_shards=1,
       prefetch=cfg.prefetch,
     )
-    return data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
+    items = data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
+    if self.offload is not None:  # stage 2: plan the cache, gather and transfer missing rows
+      return self.offload.pipeline(items, train=train)
+    return items
 
   def steps_per_epoch(self) -> int:
     return self.dataset.info.num_examples["train"] // self.config.batch_size
 
   def train_step(self, state, dev_batch):
-    batch, ids, _ = dev_batch
+    batch, ids, _ = dev_batch[:3]
+    if self.offload is not None:  # the batch's missing rows enter the cache first
+      state = self.offload.swap(state, dev_batch[3])
     return self._train_step(state, batch, ids)
 
   def evaluate(self, state, split: str) -> dict[str, float]:
     """Exact metrics over the whole split."""
+    if self.offload is not None:  # eval reads offloaded rows from the (then current) host store
+      self.offload.flush(state)
     labels, probs, groups = [], [], []
     group = self.config.dataset.group_feature or getattr(self.dataset.info, "group_feature", None)
     cat_names = [f.name for f in self.features if f.kind == "categorical"]
@@ -267,6 +373,77 @@ class EarlyStopping:
     return self.patience > 0 and self.bad_evals >= self.patience
 
 
+def layouts_meta(trainer: Trainer) -> dict[str, str]:
+  """The sharded stacks' layouts, saved with every checkpoint."""
+  return {name: lay.to_json() for name, lay in trainer.collection.layouts.items()}
+
+
+def restore_state(trainer: Trainer, ckpt: ckpt_lib.Checkpointer, state):
+  """Restores ``state`` from ``ckpt``, re-laying-out tables saved on another mesh.
+
+  A checkpoint stores sharded tables in their physical layout. When the saved
+  layouts (meta ``"layouts"``) differ from this run's (other device count or
+  strategy), every table is mapped to its virtual rows and placed anew, so
+  8 -> 4 -> 1 devices (or 1 -> 8) restore the same model.
+  """
+  if trainer.offload is not None:
+    return trainer.offload.restore(ckpt, state)
+  meta = ckpt.read_meta()
+  saved = meta.get("layouts", {})
+  if saved == layouts_meta(trainer):
+    return ckpt.restore(state)
+  leaves = ckpt.restore_leaves()
+  mesh = trainer.mesh
+  flat, treedef = jax.tree_util.tree_flatten_with_path(state)
+  out = []
+  for path, leaf in flat:
+    key = jax.tree_util.keystr(path)
+    if key not in leaves:
+      raise ckpt_lib.CheckpointError(
+        f"checkpoint {ckpt.directory} has no {key}: it is from another model/config"
+      )
+    value = leaves[key]
+    spec = getattr(leaf.sharding, "spec", None)
+    if key.startswith("['emb']"):
+      stack = jax.tree_util.keystr(path[1:2])[2:-2]
+      if stack in saved:
+        value = sharded.Layout.from_json(saved[stack]).to_virtual(value)
+      if stack in trainer.collection.layouts:
+        value = trainer.collection.layouts[stack].to_physical(value)
+    if value.shape != leaf.shape:
+      raise ckpt_lib.CheckpointError(
+        f"checkpoint {ckpt.directory}: {key} is {value.shape}, this run needs {leaf.shape}"
+      )
+    out.append(parallel.put_global(value.astype(leaf.dtype), mesh, spec))
+  logging.info("restored %s with a new table layout (%d -> %d devices)", ckpt.directory,
+               next((sharded.Layout.from_json(v).num_shards for v in saved.values()), 1), mesh.size)
+  return jax.tree_util.tree_unflatten(treedef, out), meta
+
+
+def reduce_lr_on_plateau(state, stopper: EarlyStopping, config) -> dict[str, Any]:
+  """Multiplies ``state["lr_factor"]`` by ``config.lr_plateau.factor`` on a plateau.
+
+  Called after each evaluation (once ``stopper`` has seen it): every
+  ``lr_plateau.patience`` evaluations without improvement reduce the factor, which scales
+  the dense and the sparse learning rates alike (FuxiCTR's ``reduce_lr_on_plateau`` with
+  patience 1). ``lr_plateau.min_lr`` floors the dense rate; the factor stops at
+  ``min_lr / optimizer.learning_rate`` for the tables too. The factor is a state leaf, so
+  it is checkpointed and a changed value does not recompile the step.
+  """
+  cfg = config.lr_plateau
+  patience = max(int(cfg.patience), 1)
+  if cfg.factor == 1.0 or stopper.bad_evals == 0 or stopper.bad_evals % patience:
+    return state
+  old = float(state["lr_factor"])
+  base = config.optimizer.learning_rate
+  new = max(old * cfg.factor, cfg.min_lr / base if base > 0 else 0.0)
+  if new >= old:
+    return state
+  logging.info("reduce on plateau: learning-rate factor %g -> %g", old, new)
+  factor = jax.device_put(jnp.asarray(new, jnp.float32), state["lr_factor"].sharding)
+  return dict(state, lr_factor=factor)
+
+
 def init_tables_from(state, path: str):
   """Copies embedding tables (not optimizer slots) from another run's checkpoint.
 
@@ -326,6 +503,18 @@ def train_and_evaluate(
     )
   total_steps = trainer.total_steps
   trainer.lr_scale(jnp.zeros((), jnp.int32))  # validates config.lr_schedule before training
+  regularization.check_mode(config.embedding.l2_mode)
+  if config.embedding.l2 and config.embedding.l2_mode == "dense" and trainer.collection.layouts:
+    raise ValueError(
+      "config.embedding.l2_mode='dense' updates every row of every table each step; it needs "
+      f"replicated tables, but {sorted(trainer.collection.layouts)} are sharded "
+      "(use l2_mode='sparse' or the data_parallel strategy)"
+    )
+  if not 0 < config.lr_plateau.factor <= 1 or config.lr_plateau.patience < 1:
+    raise ValueError(
+      "config.lr_plateau: factor must be in (0, 1] and patience >= 1, got "
+      f"{config.lr_plateau.factor} and {config.lr_plateau.patience}"
+    )
   eval_every = config.eval_every_steps or steps_per_epoch
   ckpt_every = config.checkpoint.every_steps or eval_every
   es_cfg = config.early_stopping
@@ -343,7 +532,7 @@ def train_and_evaluate(
       os.path.join(workdir, "best"), max_to_keep=1, async_save=config.checkpoint.async_save
     )
     if ckpt.latest_step() is not None:
-      state, meta = ckpt.restore(state)
+      state, meta = restore_state(trainer, ckpt, state)
       stopper = EarlyStopping(
         es_cfg.monitor, es_cfg.mode, es_cfg.patience, meta.get("best"), meta.get("bad_evals", 0)
       )
@@ -366,7 +555,9 @@ def train_and_evaluate(
 
   def save(step, which):
     meta = {"best": stopper.best, "bad_evals": stopper.bad_evals, "step": step}
-    which.save(step, state, meta)
+    meta["layouts"] = layouts_meta(trainer)
+    # Offloaded tables: the cache is flushed and the whole host tables are saved.
+    which.save(step, trainer.offload.full_state(state) if trainer.offload else state, meta)
 
   step = start_step
   stopped_early = False
@@ -392,12 +583,20 @@ def train_and_evaluate(
         losses = []
         eps = timed_examples / timed_seconds if timed_seconds else 0.0
         bar.set_postfix(loss=f"{loss:.4f}", ex_per_s=f"{eps:,.0f}")
-        writer.scalars(step, {"train_loss": loss, "examples_per_s": eps})
+        offload_stats = trainer.offload.metrics() if trainer.offload else {}  # hit rates, bytes
+        writer.scalars(step, {"train_loss": loss, "examples_per_s": eps, **offload_stats})
       if step % eval_every == 0 or step == total_steps:
+        jax.block_until_ready(state)  # steps still running are train time, not eval time
+        if step > start_step + 1:
+          now = time.perf_counter()
+          timed_seconds, t_last = timed_seconds + now - t_last, now
         t_eval = time.perf_counter()
         m = trainer.evaluate(state, "valid")
         is_best = stopper.update(m)
-        m.update(epoch=step / steps_per_epoch, best=stopper.best)
+        state = reduce_lr_on_plateau(state, stopper, config)
+        m.update(
+          epoch=step / steps_per_epoch, best=stopper.best, lr_factor=float(state["lr_factor"])
+        )
         writer.scalars(step, m)
         logging.info("step %d: %s", step, json.dumps(m))
         if best_ckpt is not None and is_best:
@@ -422,7 +621,8 @@ def train_and_evaluate(
     result["preempted"] = True
     return result
   if best_ckpt is not None and es_cfg.patience > 0 and best_ckpt.latest_step() is not None:
-    state, _ = best_ckpt.restore(state)  # evaluate the best model, as early stopping intends
+    # Evaluate the best model, as early stopping intends.
+    state, _ = restore_state(trainer, best_ckpt, state)
   result.update(trainer.evaluate(state, "valid"))
   result.update(trainer.evaluate(state, "test"))
   oracle = getattr(trainer.dataset.info, "oracle_auc", None) or {}
