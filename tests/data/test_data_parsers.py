@@ -208,3 +208,29 @@ def test_multiprocess_parse_matches_single_process(tmp_path):
   assert out[1][1] == out[2][1] and out[1][1].skipped == 6 * 30
   with pytest.raises(parsers.DataError, match=r"big.tsv:11: bad value in column 17 \(C3\)"):
     list(parsers.parse_criteo(path, strict=True, block_bytes=2000, workers=2))
+
+
+@pytest.mark.parametrize("piece_bytes", [50, 700])
+def test_block_pieces_match_whole_blocks(monkeypatch, tmp_path, piece_bytes):
+  """Decoding a block in slices (50 bytes: shorter than a line) changes neither rows nor report."""
+  path = tmp_path / "big.tsv"
+  path.write_bytes(open(CRITEO, "rb").read() * 30)
+  out = {}
+  for pb in (1 << 30, piece_bytes):
+    monkeypatch.setattr(storage, "PIECE_BYTES", pb)
+    report = parsers.ParseReport()
+    chunks = list(parsers.parse_criteo(path, report=report, workers=1))
+    assert len(chunks) == 1  # still one chunk per block
+    out[pb] = (_all(chunks), report)
+  for k in ("label", "cat", "num", "line"):
+    np.testing.assert_array_equal(out[1 << 30][0][k], out[piece_bytes][0][k])
+  assert out[1 << 30][1] == out[piece_bytes][1] and out[piece_bytes][1].skipped == 6 * 30
+  for fn, src in ((parsers.parse_avazu, AVAZU), (parsers.parse_libfm, LIBFM)):
+    got = {}
+    for pb in (1 << 30, piece_bytes):
+      monkeypatch.setattr(storage, "PIECE_BYTES", pb)
+      report = parsers.ParseReport()
+      got[pb] = (_all(fn(src, report=report, workers=1)), report)
+    for k in ("cat", "num", "line"):
+      np.testing.assert_array_equal(got[1 << 30][0][k], got[piece_bytes][0][k])
+    assert got[1 << 30][1] == got[piece_bytes][1]
