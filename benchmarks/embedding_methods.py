@@ -23,9 +23,10 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxctr import configs, data, train
-from jaxctr.data import synthetic
-from jaxctr.embeddings.specs import FeatureSpec
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+from jaxctr import configs, data, train  # noqa: E402
+from jaxctr.data import synthetic  # noqa: E402
+from jaxctr.embeddings.specs import FeatureSpec  # noqa: E402
 
 METHODS = {
   "full": {},

@@ -2,13 +2,14 @@
 Recommender Systems", SIGIR 2022) for the `experiments/bars/<dataset>_<model>.py` configs.
 
 Protocol: embedding dim 10, batch 4096, Adam 1e-3 (tables and dense part), embedding init
-N(0, 1e-4), global gradient clipping at 10, evaluation every epoch, early stopping on valid
-AUC with patience 2 (the best checkpoint is the one evaluated on test).
-
-Not expressible yet (no config keys; see experiments/README.md, model zoo section):
-BARS' learning-rate decay on plateau (x0.1 when valid AUC stalls) and its embedding L2
-regulariser (`embedding_regularizer`). `embedding.weight_decay` is decoupled decay, not the
-same thing, so it is left at 0.
+N(0, 1e-4), gradient clipping at 10, evaluation every epoch, early stopping on valid AUC with
+patience 2 (the best checkpoint is the one evaluated on test), learning rates x0.1 after
+every evaluation without improvement (`lr_plateau`, FuxiCTR's `reduce_lr_on_plateau`, floor
+1e-6), and the dataset's embedding L2 regulariser (FuxiCTR's `embedding_regularizer`,
+`(l2 / 2) * ||W||^2`) applied as FuxiCTR applies it: to every row of every table at every
+step (`embedding.l2_mode = "dense"`, so each step costs O(table rows); set it to "sparse" to
+penalise only the rows a batch touches, at O(batch) cost). `embedding.weight_decay` (decoupled
+decay) stays 0.
 
 The dataset configs read the raw files from the directory given as the config argument:
   python -m jaxctr.main --config=experiments/bars/criteo_dcnv2.py:/data/criteo --workdir=...
@@ -20,7 +21,7 @@ import ml_collections
 
 from jaxctr import configs
 
-# dataset -> (config.dataset.name, BARS embedding-regulariser value, for reference only).
+# dataset -> (config.dataset.name, BARS embedding-regulariser value = config.embedding.l2).
 DATASETS = {
   "frappe": ("libfm/frappe", 0.05),
   "movielens": ("libfm/movielens", 0.01),
@@ -80,4 +81,9 @@ def bars_config(dataset: str, model: str, manual_dir: str | None) -> ml_collecti
   c.early_stopping.monitor = "valid_auc"
   c.early_stopping.mode = "max"
   c.early_stopping.patience = 2
+  c.lr_plateau.factor = 0.1
+  c.lr_plateau.patience = 1
+  c.lr_plateau.min_lr = 1e-6
+  c.embedding.l2 = DATASETS[dataset][1]
+  c.embedding.l2_mode = "dense"
   return c

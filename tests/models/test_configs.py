@@ -44,8 +44,11 @@ def test_synthetic_config_builds(model, arg):
 def test_bars_configs(dataset):
   paths = sorted(glob.glob(os.path.join(ROOT, "experiments", "bars", f"{dataset}_*.py")))
   assert {os.path.basename(p)[len(dataset) + 1 : -3] for p in paths} == set(models.registered())
+  common_l2 = {"frappe": 0.05, "movielens": 0.01, "criteo": 1e-5, "avazu": 0.0}
   for path in paths:
     c = _load(path).get_config("/data/raw")
     assert c.dataset.manual_dir == "/data/raw"
     assert (c.embed_dim, c.batch_size, c.early_stopping.patience) == (10, 4096, 2)
+    assert (c.lr_plateau.factor, c.lr_plateau.patience, c.embedding.l2_mode) == (0.1, 1, "dense")
+    assert c.embedding.l2 == common_l2[dataset]
     _build_abstract(c)
