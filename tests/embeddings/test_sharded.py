@@ -66,10 +66,9 @@ def _put(coll, ids):
   return jax.tree_util.tree_map_with_path(one, ids)
 
 
-def _step(coll, state, batch, step):
-  ids = _put(coll, coll.prepare(batch))
+def _step_fn(coll):
+  """One jitted lookup + loss + sparse update step of ``coll`` (compiled per id-bucket shape)."""
 
-  @jax.jit
   def f(state, ids, step):
     rows = coll.gather(state, ids)
 
@@ -81,7 +80,8 @@ def _step(coll, state, batch, step):
     (lv, out), g = jax.value_and_grad(loss, has_aux=True)(rows)
     return coll.apply_gradients(state, ids, g, step), lv, out
 
-  return f(state, ids, step)
+  jitted = jax.jit(f)
+  return lambda state, batch, step: jitted(state, _put(coll, coll.prepare(batch)), jnp.int32(step))
 
 
 @pytest.mark.parametrize("strategy", STRATS)
@@ -94,10 +94,11 @@ def test_strategy_matches_single_device(strategy):
     lambda x, spec: jax.device_put(np.asarray(x), NamedSharding(sh.placement.mesh, spec)),
   )
   rng = np.random.default_rng(0)
+  step_ref, step_sh = _step_fn(ref), _step_fn(sh)
   for step in range(1, 21):
     batch = _batch(rng)
-    s_ref, l_ref, o_ref = _step(ref, s_ref, batch, step)
-    s_sh, l_sh, o_sh = _step(sh, s_sh, batch, step)
+    s_ref, l_ref, o_ref = step_ref(s_ref, batch, step)
+    s_sh, l_sh, o_sh = step_sh(s_sh, batch, step)
     np.testing.assert_allclose(l_sh, l_ref, rtol=1e-5)
     for k in o_ref:
       np.testing.assert_allclose(o_sh[k], o_ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
