@@ -78,10 +78,37 @@ def _step_fn(coll):
       return total, out
 
     (lv, out), g = jax.value_and_grad(loss, has_aux=True)(rows)
-    return coll.apply_gradients(state, ids, g, step), lv, out
+    return coll.apply_gradients(state, ids, g, step), lv, out, g
 
   jitted = jax.jit(f)
-  return lambda state, batch, step: jitted(state, _put(coll, coll.prepare(batch)), jnp.int32(step))
+
+  def step_fn(state, batch, step):
+    ids = coll.prepare(batch)
+    new, lv, out, g = jitted(state, _put(coll, ids), jnp.int32(step))
+    return new, lv, out, _row_grads(coll, ids, g)
+
+  return step_fn
+
+
+def _row_grads(coll, ids, g):
+  """{(stack, virtual row): summed gradient} from either layout's row gradients."""
+  out = {}
+  for s in coll.stacks:
+    grad, lay = np.asarray(g[s.name]), coll.layouts.get(s.name)
+    if lay is None:
+      rows, vecs = ids[s.name]["uniq"], grad
+    elif lay.row_based:
+      own = ids[s.name]["own_uniq"]  # [n, Ko] local rows per owner
+      phys = np.arange(lay.num_shards)[:, None] * lay.shard_rows + own
+      real = own < lay.shard_rows
+      rows, vecs = lay.physical_index()[phys[real]], grad[real]
+    else:  # [n, U, D/n] column slices of the global unique rows
+      rows = ids[s.name]["own_uniq"]
+      vecs = np.concatenate(list(grad), axis=-1)[:, : s.dim]
+    for r, v in zip(rows, vecs):
+      if r < s.rows:
+        out[(s.name, int(r))] = v
+  return out
 
 
 @pytest.mark.parametrize("strategy", STRATS)
@@ -97,9 +124,13 @@ def test_strategy_matches_single_device(strategy):
   step_ref, step_sh = _step_fn(ref), _step_fn(sh)
   for step in range(1, 21):
     batch = _batch(rng)
-    s_ref, l_ref, o_ref = step_ref(s_ref, batch, step)
-    s_sh, l_sh, o_sh = step_sh(s_sh, batch, step)
+    s_ref, l_ref, o_ref, g_ref = step_ref(s_ref, batch, step)
+    s_sh, l_sh, o_sh, g_sh = step_sh(s_sh, batch, step)
     np.testing.assert_allclose(l_sh, l_ref, rtol=1e-5)
+    assert g_sh.keys() == g_ref.keys()  # the same rows get gradients ...
+    for k, v in g_ref.items():  # ... of the same values (sums in another order: 1e-5 of scale)
+      atol = 1e-5 * max(1.0, float(np.abs(v).max()))
+      np.testing.assert_allclose(g_sh[k], v, rtol=1e-5, atol=atol, err_msg=str(k))
     for k in o_ref:
       np.testing.assert_allclose(o_sh[k], o_ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
   virt = sh.unshard_state(s_sh)
