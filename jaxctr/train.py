@@ -260,9 +260,10 @@ class Trainer:
   def _eval_step_impl(self, state, batch, ids):
     if self.offload is not None:  # offloaded stacks: the batch's rows from the host store
       state = self.offload.eval_view(state, ids)
-    rows = self.collection.gather(state["emb"], ids)
+    mini = frozenset(self.offload.stacks) if self.offload is not None else frozenset()
+    rows = self.collection.gather(state["emb"], ids, mini)
     net = self._network(state["params"], state["rest"])
-    logits = net(self.collection.assemble(rows, ids), batch, train=False)
+    logits = net(self.collection.assemble(rows, ids, mini), batch, train=False)
     return jax.nn.sigmoid(logits)
 
   # ------------------------------------------------------------------- data

@@ -128,13 +128,17 @@ def test_checkpoint_restores_onto_other_meshes(data_dir, tmp_path):
 
 
 def test_offloaded_tables_beside_sharded_ones(data_dir, tmp_path, single):
-  """Offload cache for some tables, row-wise sharding for the rest: the one-device model."""
+  """A row-sharded offload cache for some tables, row-wise tables for the rest: one-device model."""
   cfg = _cfg(data_dir, sharding="row_wise", num_devices=8)
   cfg.offload.enabled = True
   cfg.offload.tables = ("C1", "C5")
   cfg.offload.cache_rows = 1200  # a third of the rows: constant eviction
   t = train.Trainer(cfg)
-  assert t.collection.layouts and t.offload is not None
+  (cache,) = t.offload.stacks
+  assert cache in t.collection.layouts  # the cache itself is split over the devices
   res = train.train_and_evaluate(cfg, str(tmp_path))
   assert abs(res["test_auc"] - single[1]["test_auc"]) < 2e-5
   assert abs(res["test_logloss"] - single[1]["test_logloss"]) < 2e-5
+  slots = res["final_state"]["emb"][cache]["table"]
+  assert len(slots.addressable_shards) == 8
+  assert slots.addressable_shards[0].data.shape[0] * 8 == slots.shape[0]

@@ -182,6 +182,9 @@ class EmbeddingCollection:
     self.stacks = self._build_stacks(stack_tables)
     self.placement: sharded.MeshPlacement | None = None
     self.layouts: dict[str, sharded.Layout] = {}
+    # Sharded stacks whose ids someone else routes after `prepare` (the offload cache maps
+    # rows to cache slots first, then routes the slots).
+    self.deferred_routing: set[str] = set()
 
   def shard(
     self, placement: sharded.MeshPlacement, *, row_placement: str = "range", group_size: int = 0
@@ -239,7 +242,8 @@ class EmbeddingCollection:
     def put(path, x):
       stack = jax.tree_util.keystr(path[:1])[2:-2]
       last = jax.tree_util.keystr(path[-1:])
-      if stack in self.layouts and (x.ndim == 2 or last == "['inv']"):
+      routed = last == "['inv']" or (last in ("['own_uniq']", "['own_inv']") and x.ndim == 2)
+      if stack in self.layouts and routed:
         return parallel.put_global(x, mesh, jax.sharding.PartitionSpec(axes))
       return parallel.put_global(x, mesh)
 
@@ -364,18 +368,22 @@ class EmbeddingCollection:
       idt = np.int32 if s.rows + size < 2**31 else np.int64
       inv = inv.reshape(flat.shape).astype(np.int32)
       layout = self.layouts.get(s.name)
-      if layout is not None:  # the id exchange of sharded stacks (see sharded.route)
+      if layout is not None and s.name not in self.deferred_routing:  # see sharded.route
         out[s.name] = sharded.route(layout, padded, inv)
       else:
         out[s.name] = {"uniq": padded.astype(idt), "inv": inv}
     return out
 
   # ----------------------------------------------------------------- device
-  def gather(self, state, ids) -> dict[str, Array]:
-    """Rows of every stack's unique ids; out-of-range padding reads zeros."""
+  def gather(self, state, ids, replicated: frozenset[str] = frozenset()) -> dict[str, Array]:
+    """Rows of every stack's unique ids; out-of-range padding reads zeros.
+
+    ``replicated`` names sharded stacks that this call reads as plain replicated
+    tables (e.g. evaluation's per-batch mini-tables of offloaded stacks).
+    """
     rows = {}
     for s in self.stacks:
-      layout = self.layouts.get(s.name)
+      layout = None if s.name in replicated else self.layouts.get(s.name)
       if layout is not None:  # owners gather their distinct rows: [n, Ko, D]
         arrays = {k: v for k, v in state[s.name].items() if k in ("table", "scale")}
         rows[s.name] = self.placement.gather(
@@ -397,7 +405,9 @@ class EmbeddingCollection:
       )
     return rows
 
-  def assemble(self, rows: Mapping[str, Array], ids) -> dict[str, Array]:
+  def assemble(
+    self, rows: Mapping[str, Array], ids, replicated: frozenset[str] = frozenset()
+  ) -> dict[str, Array]:
     """Per-feature vectors: [B, D] (pooled) or [B, L, D] for pooling='none'.
 
     Sequence features with pooling='none' also get ``"<name>/mask"`` [B, L].
@@ -407,7 +417,7 @@ class EmbeddingCollection:
     out = {}
     for s in self.stacks:
       inv = ids[s.name]["inv"]
-      layout = self.layouts.get(s.name)
+      layout = None if s.name in replicated else self.layouts.get(s.name)
       if layout is not None:  # rows travel from their owners to the requesting devices
         own_inv = ids[s.name]["own_inv"]
         x = self.placement.exchange(layout, rows[s.name], own_inv, inv)

@@ -67,6 +67,7 @@ from absl import logging
 from jaxctr import parallel
 from jaxctr.data import loader as loader_lib
 from jaxctr.embeddings import collection as coll_lib
+from jaxctr.embeddings import sharded
 from jaxctr.embeddings.cache_policy import CachePlanner
 from jaxctr.embeddings.host_store import HostStore
 
@@ -157,6 +158,28 @@ class OffloadedStack:
     self.evicted_seq = np.full(stack.rows, -1, np.int64)
     self.offsets = np.asarray(stack.offsets, np.int64)
     self.table_names = [t.name for t in stack.tables]
+    self.layout = None  # a row_wise layout of the slots when the cache is sharded
+
+  def phys(self, slots: np.ndarray) -> np.ndarray:
+    """Physical rows of cache ``slots`` (out-of-range slots stay distinct and out of range)."""
+    if self.layout is None:
+      return slots
+    lay = self.layout
+    real = slots < self.num_slots
+    out = np.empty_like(slots)
+    shard, local = lay.locate(slots[real])
+    out[real] = shard * lay.shard_rows + local
+    out[~real] = lay.num_shards * lay.shard_rows + np.arange(int((~real).sum()))
+    return out
+
+  def device_cache(self, mesh, axes: tuple[str, ...]) -> dict[str, jax.Array]:
+    """An empty cache on the devices: split over ``axes`` in its layout, else replicated."""
+    spec = None
+    virtual = self.empty_cache()
+    if self.layout is not None:
+      spec = jax.sharding.PartitionSpec(axes)
+      virtual = {k: self.layout.to_physical(np.asarray(v)) for k, v in virtual.items()}
+    return {k: parallel.put_global(v, mesh, spec) for k, v in virtual.items()}
 
   def empty_cache(self) -> dict[str, jax.Array]:
     return {k: jnp.zeros((self.num_slots, w), d) for k, (w, d) in self.store.layout.items()}
@@ -191,6 +214,7 @@ class OffloadManager:
     policy: str = "lru",
     depth: int = 2,
     disk_dir: str = "",
+    shard_caches: bool = True,
   ):
     self.collection = collection
     self.mesh = mesh
@@ -209,6 +233,14 @@ class OffloadManager:
       slots = cache_rows or math.ceil(cache_fraction * s.rows)
       slots = int(min(max(slots, 1), s.rows))
       self.stacks[s.name] = OffloadedStack(s, key, slots, policy, pin_window, disk_dir)
+    placement = collection.placement
+    if shard_caches and placement is not None and placement.size > 1:
+      # Each device holds 1/n of the slots, like a row_wise table: the cache's ids are
+      # routed (sharded.route) after they are mapped to slots, so prepare leaves them alone.
+      for name, o in self.stacks.items():
+        o.layout = sharded.make_layout("row_wise", [o.num_slots], o.stack.dim, placement.size)
+        collection.layouts[name] = o.layout
+        collection.deferred_routing.add(name)
     self._cv = threading.Condition()
     self._written_seq = -1  # every write-back of plans <= this is in the host store
     self._applied_seq = -1
@@ -281,6 +313,8 @@ class OffloadManager:
       new_uniq = uniq.copy()
       new_uniq[:n] = plan.slots[order]
       ids[name] = {"uniq": new_uniq, "inv": remap[e["inv"]]}
+      if o.layout is not None:  # the id exchange of a sharded cache, in slot space
+        ids[name] = sharded.route(o.layout, new_uniq, ids[name]["inv"])
       if plan.evict_dirty.any():
         o.evicted_seq[plan.evict_rows[plan.evict_dirty]] = plan.seq
       m = len(plan.fill_rows)
@@ -292,6 +326,7 @@ class OffloadManager:
       slots = np.empty(size, np.int32)
       slots[:m] = plan.fill_slots
       slots[m:] = o.num_slots + np.arange(size - m)  # distinct, out of range: dropped
+      slots = o.phys(slots)
       got = o.store.gather(plan.fill_rows)
       rows = {}
       for k, v in got.items():
@@ -440,7 +475,7 @@ class OffloadManager:
       slots = np.flatnonzero((o.applied_row_of >= 0) & o.applied_dirty)
       if not len(slots):
         continue
-      vals = {k: np.asarray(v)[slots] for k, v in state["emb"][name].items()}
+      vals = {k: np.asarray(v)[o.phys(slots)] for k, v in state["emb"][name].items()}
       o.store.scatter(o.applied_row_of[slots], vals)
       o.applied_dirty[slots] = False
 
@@ -474,5 +509,6 @@ class OffloadManager:
       o.applied_row_of[:] = -1
       o.applied_dirty[:] = False
       o.evicted_seq[:] = -1
-      emb[name] = jax.device_put(o.empty_cache(), parallel.replicated(self.mesh))
+      placement = self.collection.placement
+      emb[name] = o.device_cache(self.mesh, placement.axes if placement else ())
     return dict(state, emb=emb)
