@@ -416,8 +416,12 @@ def restore_state(trainer: Trainer, ckpt: ckpt_lib.Checkpointer, state):
         f"checkpoint {ckpt.directory}: {key} is {value.shape}, this run needs {leaf.shape}"
       )
     out.append(parallel.put_global(value.astype(leaf.dtype), mesh, spec))
-  logging.info("restored %s with a new table layout (%d -> %d devices)", ckpt.directory,
-               next((sharded.Layout.from_json(v).num_shards for v in saved.values()), 1), mesh.size)
+  logging.info(
+    "restored %s with a new table layout (%d -> %d devices)",
+    ckpt.directory,
+    next((sharded.Layout.from_json(v).num_shards for v in saved.values()), 1),
+    mesh.size,
+  )
   return jax.tree_util.tree_unflatten(treedef, out), meta
 
 
