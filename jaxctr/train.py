@@ -163,11 +163,11 @@ class Trainer:
     probe = EmbeddingCollection(features, tables, stack_tables=False)  # physical tables only
     costs, pins = [], {}
     for c in planner.table_costs(probe.tables.values()):
-      if c.name in offloaded:  # only the device cache counts; caches are replicated
+      if c.name in offloaded:  # only the device cache counts; caches are split row-wise
         oc = self.config.offload
         rows = oc.cache_rows or max(int(c.rows * oc.cache_fraction), 1)
         c = dataclasses.replace(c, name=c.name + " (cache)", rows=min(rows, c.rows))
-        pins[c.name] = "data_parallel"
+        pins[c.name] = "row_wise"
       costs.append(c)
     ids_per_device = self.config.batch_size * sum(f.width for f in probe.features)
     lookup = 4 * ids_per_device * max(t.dim for t in tables) * 4 // self.mesh.size
