@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxctr import configs, train
+from tests.common import override
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +30,7 @@ def _config(data_dir, **kw):
   c.progress_bar = False
   c.checkpoint.async_save = False
   c.num_devices = 1
-  for k, v in kw.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
+  return override(c, kw)
 
 
 def _evals(workdir):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxctr import configs, train
+from tests.common import override
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,7 @@ def _config(data_dir, model="deepfm", **kw):
   c.progress_bar = False
   c.checkpoint.async_save = True
   c.num_devices = 1  # multi-device runs are tested explicitly
-  for k, v in kw.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
+  return override(c, kw)
 
 
 def _leaves(state):

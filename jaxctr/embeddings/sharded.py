@@ -308,7 +308,7 @@ class MeshPlacement:
   def size(self) -> int:
     return math.prod(self.mesh.shape[a] for a in self.axes)
 
-  def spec(self, layout: Layout | None, ndim: int = 2) -> P:
+  def spec(self, layout: Layout | None) -> P:
     """PartitionSpec of a stored array (None: replicated)."""
     if layout is None:
       return P()

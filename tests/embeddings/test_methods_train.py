@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxctr import configs, train
+from tests.common import override
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +33,7 @@ def _config(data_dir, **kw):
   c.checkpoint.enabled = False
   c.num_devices = 1  # 8 fake devices on 2 cores only add collective overhead
   c.embedding.learning_rate = 0.01
-  for k, v in kw.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
+  return override(c, kw)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from jaxctr.embeddings import host_store, offload
 from jaxctr.embeddings.cache_policy import CachePlanner, CacheTooSmallError
 from jaxctr.embeddings.collection import EmbeddingCollection
 from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, TableSpec
+from tests.common import override
 
 
 def _plan(p, rows):
@@ -145,13 +146,7 @@ def _config(data_dir, offloaded, **kw):
   c.embedding.optimizer = "adam"  # slots and a step-dependent update travel with the rows
   c.offload.enabled = offloaded
   c.offload.cache_rows = 4096  # far fewer slots than rows: constant eviction and re-loading
-  for k, v in kw.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
+  return override(c, kw)
 
 
 def _saved(workdir):

@@ -53,17 +53,9 @@ def _batch(rng, b=32):
 
 
 def _put(coll, ids):
-  mesh = coll.placement.mesh if coll.placement else None
-
-  def one(path, x):
-    if mesh is None:
-      return jnp.asarray(x)
-    key = jax.tree_util.keystr(path)
-    if "'inv'" in key or ("own_" in key and x.ndim == 2):
-      return jax.device_put(x, NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
-    return jax.device_put(x, parallel.replicated(mesh))
-
-  return jax.tree_util.tree_map_with_path(one, ids)
+  if coll.placement is None:
+    return jax.tree.map(jnp.asarray, ids)
+  return coll.put_ids(ids, coll.placement.mesh)
 
 
 def _step_fn(coll):
