@@ -151,6 +151,7 @@ def timed_round(trainer, state, batches, steps: int):
       item = item[:3]
     host += time.perf_counter() - t
     state, out = trainer._train_step(state, item[0], item[1])  # what Trainer.train_step runs
+    trainer._train_watch.after_call()
   jax.block_until_ready(out["loss"])
   return state, time.perf_counter() - t0, host
 

@@ -44,6 +44,7 @@ def main():
   p.add_argument("--fields", type=int, default=26)
   p.add_argument("--dim", type=int, default=16)
   p.add_argument("--n_test", type=int, default=131072)
+  p.add_argument("--hidden", default="400,400,400", help="MLP widths (e.g. 8 to time the rest)")
   args = p.parse_args()
 
   t0 = time.perf_counter()
@@ -64,7 +65,7 @@ def main():
 
   c = configs.base_config()
   c.model = args.model
-  c.model_config.hidden = (400, 400, 400)
+  c.model_config.hidden = tuple(int(h) for h in args.hidden.split(","))
   c.embed_dim = args.dim
   c.batch_size = args.batch_size
   c.embedding.optimizer = "adam_lazy"

@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.dtype = "float32"  # float32|bfloat16|float16|int16|int8 (+ per-row scale)
   c.embedding.num_buckets = 0  # hashed / remainder rows; 0: bucket_fraction * vocab
   c.embedding.bucket_fraction = 0.25
-  c.embedding.hot_ids = 0  # double_hashing: ids 1..hot_ids keep own rows; 0: hot_fraction
+  c.embedding.hot_ids = 0  # double_hashing: OOV 0 and ids 1..hot_ids own rows; 0: hot_fraction
   c.embedding.hot_fraction = 0.05
   c.embedding.qr_combine = "mult"  # mult|add|concat
   c.embedding.hash_seed = 0
@@ -71,8 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.numeric.num_buckets = 16  # discretisation buckets per field
   c.numeric.sample_size = 200_000  # training rows to fit boundaries on
   c.numeric.bottom_hidden = (64,)
-  c.numeric.autodis_buckets = 16  # meta-embeddings per field
-  c.numeric.temperature = 0.15  # AutoDis softmax temperature (quick benchmark: 1.0 far worse)
+  c.numeric.autodis_buckets = 32  # meta-embeddings per field
+  c.numeric.temperature = 0.5  # AutoDis softmax temperature (see experiments/README.md)
   c.numeric.autodis_alpha = 0.1  # skip-connection weight
   c.numeric.per_feature = ml_collections.ConfigDict()  # e.g. {"I3": "log_bucket"}
 
@@ -126,6 +126,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.sharding = "data_parallel"  # a recipe in sharding/
   c.num_devices = 0  # use the first N local devices; 0: all
+  # Host allocator (jaxctr/hostmem.py): reuse keeps XLA:CPU step temporaries in the heap
+  # instead of page-faulting fresh mmap'd pages every step (glibc; CPU backend only).
+  c.host_memory = "reuse"  # reuse|system
   c.progress_bar = True
   return c
 

@@ -39,6 +39,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from jaxctr import hostmem
+
+  if FLAGS.config.host_memory == "reuse":  # before XLA's threads first allocate
+    hostmem.share_one_arena()
   import jax
 
   if FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):

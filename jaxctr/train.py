@@ -31,8 +31,8 @@ from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
 from jaxctr import features as features_lib
+from jaxctr import hostmem, models, parallel
 from jaxctr import metrics as metrics_lib
-from jaxctr import models, parallel
 from jaxctr.embeddings import offload as offload_lib
 from jaxctr.embeddings import planner, regularization, sharded
 from jaxctr.embeddings.collection import EmbeddingCollection
@@ -52,6 +52,14 @@ class Trainer:
     )
     info = self.dataset.info
     self.features = tuple(info.features)
+    if config.host_memory not in hostmem.POLICIES:
+      raise ValueError(
+        f"config.host_memory: {config.host_memory!r}; expected one of {hostmem.POLICIES}"
+      )
+    if config.host_memory == "reuse":  # best effort this late; jaxctr.main calls it first
+      hostmem.share_one_arena()
+    reuse = config.host_memory == "reuse" and jax.default_backend() == "cpu"
+    hostmem.use_huge_pages(reuse)
     self.recipe = parallel.load_recipe(config.sharding)
     devices = jax.devices()[: config.num_devices] if config.num_devices else None
     self.mesh = parallel.make_mesh(self.recipe, devices)
@@ -133,6 +141,7 @@ class Trainer:
     self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0,))
     # Predictions come back replicated, so every process can read all of them.
     self._eval_step = jax.jit(self._eval_step_impl, out_shardings=parallel.replicated(self.mesh))
+    self._train_watch = hostmem.CompileWatch(self._train_step, reuse)
 
   @property
   def table_axes(self) -> tuple[str, ...]:
@@ -306,12 +315,17 @@ class Trainer:
     batch, ids, _ = dev_batch[:3]
     if self.offload is not None:  # the batch's missing rows enter the cache first
       state = self.offload.swap(state, dev_batch[3])
-    return self._train_step(state, batch, ids)
+    out = self._train_step(state, batch, ids)
+    self._train_watch.after_call()
+    return out
 
   def evaluate(self, state, split: str) -> dict[str, float]:
     """Exact metrics over the whole split."""
     if self.offload is not None:  # eval reads offloaded rows from the (then current) host store
       self.offload.flush(state)
+    # Evaluation's larger batches would grow a heap that kept the training step's memory:
+    # return that memory first; the next training step settles the heap again.
+    self._train_watch.release()
     labels, probs, groups = [], [], []
     group = self.config.dataset.group_feature or getattr(self.dataset.info, "group_feature", None)
     cat_names = [f.name for f in self.features if f.kind == "categorical"]

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxctr import hostmem
 from jaxctr.embeddings import encoders, optimizers, quantization, sharded
 from jaxctr.embeddings.specs import (
   CATEGORICAL,
@@ -102,6 +103,7 @@ def _init_stack(s: Stack, key: Array) -> dict[str, Array]:
   """
   float_store = not quantization.is_int(s.dtype)
   buf = jnp.zeros((s.rows, s.dim), s.dtype if float_store else jnp.float32)
+  hostmem.huge_zeros(buf)  # the fill below faults huge pages in (CPU, when enabled)
   for t, off in zip(s.tables, s.offsets, strict=True):
     buf = _fill_rows(
       buf, _table_key(key, t.name), t.vocab_size, s.dim, off, t.init_mean, t.init_std
@@ -109,8 +111,37 @@ def _init_stack(s: Stack, key: Array) -> dict[str, Array]:
   entry = {"table": buf} if float_store else quantization.store(buf, s.dtype, None)
   for slot in optimizers.get(s.optimizer).slots:
     width = 1 if slot.per_row else s.dim
-    entry[slot.name] = jnp.full((s.rows, width), slot.init(s.optimizer), jnp.float32)
+    value = slot.init(s.optimizer)
+    entry[slot.name] = jnp.full((s.rows, width), value, jnp.float32)
+    if value == 0:  # zeros read back from the huge pages touched by the first updates
+      hostmem.huge_zeros(entry[slot.name])
   return entry
+
+
+def unique_inverse(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """``np.unique(ids, return_inverse=True)`` for non-negative ids; inverse as int32.
+
+  One plain sort of ``id << bits | position`` keys replaces the stable argsort
+  that `np.unique` needs for the inverse: 106k ids (a 4096 x 26 batch) take
+  ~2 ms instead of ~6 ms of the loader thread's CPU, which on a 2-core host
+  is taken from the training step. Falls back to `np.unique` when the packed
+  key would not fit in 63 bits.
+  """
+  flat = np.asarray(ids).ravel()
+  n = flat.size
+  bits = max(1, (n - 1).bit_length())
+  if n == 0 or int(flat.max()) >= 1 << (63 - bits) or int(flat.min()) < 0:
+    uniq, inv = np.unique(flat, return_inverse=True)
+    return uniq, inv.reshape(np.shape(ids)).astype(np.int32)
+  key = (flat.astype(np.int64) << bits) | np.arange(n, dtype=np.int64)
+  key.sort()
+  vals = key >> bits
+  new = np.empty(n, bool)
+  new[0] = True
+  np.not_equal(vals[1:], vals[:-1], out=new[1:])
+  inv = np.empty(n, np.int32)
+  inv[key & ((1 << bits) - 1)] = np.cumsum(new, dtype=np.int32) - 1
+  return vals[new], inv.reshape(np.shape(ids))
 
 
 def bucket_size(n: int, total: int, granule: int = 0) -> int:
@@ -357,7 +388,7 @@ class EmbeddingCollection:
           )
         blocks.append(ids)
       flat = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
-      uniq, inv = np.unique(flat, return_inverse=True)
+      uniq, inv = unique_inverse(flat)
       n = len(uniq)
       if n and uniq[-1] == s.rows:  # the sentinel is already a distinct value
         n -= 1
@@ -366,7 +397,7 @@ class EmbeddingCollection:
       padded[:n] = uniq[:n]
       padded[n:] = s.rows + np.arange(size - n)  # distinct, sorted, out of range
       idt = np.int32 if s.rows + size < 2**31 else np.int64
-      inv = inv.reshape(flat.shape).astype(np.int32)
+      inv = inv.reshape(flat.shape)
       layout = self.layouts.get(s.name)
       if layout is not None and s.name not in self.deferred_routing:  # see sharded.route
         out[s.name] = sharded.route(layout, padded, inv)

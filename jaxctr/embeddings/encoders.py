@@ -9,7 +9,8 @@ method          physical sub-features (ids, -1 = none)        combine
 =============== ============================================ ==================
 full            the feature itself                            -
 hashing         ``f/hash``: h(id) % B                         -
-double_hashing  ``f/hot``: id-1 for ids 1..k; ``f/h1``,       mean of h1, h2
+double_hashing  ``f/hot``: the id for ids 0..k (OOV 0       mean of h1, h2
+                and the k most frequent); ``f/h1``,
                 ``f/h2``: two hashes of the other ids into
                 one shared table of B rows
 qr              ``f/q``: id // B, ``f/r``: id % B             mult | add | concat
@@ -57,10 +58,7 @@ def _sub_tables(t: TableSpec) -> dict[str, TableSpec]:
   if e.method == "hashing":
     return {"hash": rep("hash", e.num_buckets)}
   if e.method == "double_hashing":
-    out = {"dh": rep("dh", e.num_buckets)}
-    if e.hot_ids:
-      out["hot"] = rep("hot", e.hot_ids)
-    return out
+    return {"dh": rep("dh", e.num_buckets), "hot": rep("hot", e.hot_ids + 1)}
   if e.method == "qr":
     q_rows = hashing.quotient_rows(t.vocab_size, e.num_buckets)
     if e.combine == "concat":
@@ -116,10 +114,7 @@ def transform(plan: Plan, ids: np.ndarray) -> dict[str, np.ndarray]:
     return {f"{f.name}/hash": h}
   if plan.method == "double_hashing":
     hot, h1, h2 = hashing.double_hash(ids, e.hot_ids, e.num_buckets, e.seed)
-    out = {f"{f.name}/h1": h1, f"{f.name}/h2": h2}
-    if e.hot_ids:
-      out[f"{f.name}/hot"] = hot
-    return out
+    return {f"{f.name}/hot": hot, f"{f.name}/h1": h1, f"{f.name}/h2": h2}
   if plan.method == "qr":
     q, r = hashing.quotient_remainder(ids, e.num_buckets)
     return {f"{f.name}/q": q, f"{f.name}/r": r}

@@ -129,7 +129,7 @@ class EncoderSpec:
 
   Attributes:
     method: `full` (one row per id), `hashing` (ids hashed into `num_buckets`
-      rows), `double_hashing` (ids 1..`hot_ids` own rows, the rest the sum of
+      rows), `double_hashing` (OOV 0 and ids 1..`hot_ids` own rows, the rest the mean of
       two hashed rows out of `num_buckets`), `qr` (quotient and remainder
       tables, `num_buckets` remainder rows) or `dhe` (no table: an MLP on
       `dhe_k` hash encodings).

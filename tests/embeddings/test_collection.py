@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxctr.embeddings.collection import EmbeddingCollection, bucket_size
+from jaxctr.embeddings.collection import EmbeddingCollection, bucket_size, unique_inverse
 from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, SpecError, TableSpec
 
 
@@ -133,3 +133,16 @@ def test_table_dtype_and_slots():
   st = coll.init(jax.random.key(0))["a"]
   assert st["accumulator"].shape == (5, 1) and float(st["accumulator"][0, 0]) == 0.5
   assert coll.num_bytes() == 5 * 3 * 4 + 5 * 4
+
+
+@pytest.mark.parametrize(
+  "shape,high", [((4096, 26), 26_000_000), ((7, 3), 4), ((1, 1), 0), ((300,), 2**50)]
+)
+def test_unique_inverse_equals_numpy(shape, high):
+  ids = np.random.default_rng(0).integers(0, high + 1, shape)
+  uniq, inv = unique_inverse(ids)
+  want_u, want_i = np.unique(ids, return_inverse=True)
+  np.testing.assert_array_equal(uniq, want_u)
+  np.testing.assert_array_equal(inv, want_i.reshape(shape))
+  assert inv.dtype == np.int32 and inv.shape == shape
+  np.testing.assert_array_equal(uniq[inv], ids)

@@ -48,8 +48,9 @@ def test_hash_buckets_range_and_uniformity():
 def test_double_hashing_splits_by_frequency():
   ids = np.array([-1, 0, 1, 2, 3, 4, 1000])
   hot, h1, h2 = hashing.double_hash(ids, hot_ids=3, num_buckets=16, seed=0)
-  np.testing.assert_array_equal(hot, [-1, -1, 0, 1, 2, -1, -1])  # ids 1..3 own rows 0..2
-  cold = np.array([False, True, False, False, False, True, True])
+  # OOV 0 and ids 1..3 keep their own rows 0..3; padding and ids past 3 are hashed.
+  np.testing.assert_array_equal(hot, [-1, 0, 1, 2, 3, -1, -1])
+  cold = np.array([False, False, False, False, False, True, True])
   assert (h1[~cold] == -1).all() and (h2[~cold] == -1).all()
   assert ((h1[cold] >= 0) & (h1[cold] < 16)).all() and ((h2[cold] >= 0) & (h2[cold] < 16)).all()
   many = np.arange(4, 20_000)
@@ -106,7 +107,7 @@ def _lookup(col, state, cat):
   "method,enc,rows",
   [
     ("hashing", {"num_buckets": 64}, 64),
-    ("double_hashing", {"num_buckets": 64, "hot_ids": 10}, 74),
+    ("double_hashing", {"num_buckets": 64, "hot_ids": 10}, 75),  # + the OOV row
     ("qr", {"num_buckets": 32}, 32 + 32),
   ],
 )
@@ -218,7 +219,7 @@ def test_double_hashing_vectors_hot_own_row_cold_mean_of_two():
   col = _collection("double_hashing", stack=False, num_buckets=16, hot_ids=5)
   state = col.init(jax.random.key(0))
   feats, _ = _lookup(col, state, np.array([[3, 0], [700, 0]], np.int32))
-  np.testing.assert_allclose(feats["a"][0], state["a/hot"]["table"][2])  # id 3 -> row 2
+  np.testing.assert_allclose(feats["a"][0], state["a/hot"]["table"][3])  # id 3 -> row 3
   _, h1, h2 = hashing.double_hash(np.array([700]), 5, 16)
   dh = state["a/dh"]["table"]
   np.testing.assert_allclose(feats["a"][1], 0.5 * (dh[h1[0]] + dh[h2[0]]), rtol=1e-6)
