@@ -15,7 +15,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
 
@@ -40,11 +39,15 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 2, async_save: bool = True):
+    # Imported here: orbax (with tensorstore) adds ~25 MB to a process that never checkpoints.
+    import orbax.checkpoint as ocp
+
+    self._ocp = ocp
     self.directory = os.path.abspath(os.path.expanduser(directory))
-    options = ocp.CheckpointManagerOptions(
+    options = self._ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
     )
-    self._mgr = ocp.CheckpointManager(self.directory, options=options)
+    self._mgr = self._ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
@@ -54,7 +57,9 @@ class Checkpointer:
     meta = dict(meta, tree_paths=paths)
     self._mgr.save(
       step,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+      args=self._ocp.args.Composite(
+        state=self._ocp.args.StandardSave(arrays), meta=self._ocp.args.JsonSave(meta)
+      ),
     )
 
   def restore(self, state_template, step: int | None = None):
@@ -67,7 +72,9 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     arrays, paths, treedef = _flatten(state_template)
-    meta = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    meta = self._mgr.restore(
+      step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())
+    )["meta"]
     saved = meta.get("tree_paths", [])
     if saved != paths:
       diff = next(
@@ -82,7 +89,7 @@ class Checkpointer:
       for k, v in arrays.items()
     }
     restored = self._mgr.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+      step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore(abstract))
     )["state"]
     leaves = [restored[k] for k in sorted(restored)]
     logging.info("Restored checkpoint %s/%d", self.directory, step)
@@ -93,7 +100,9 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    return self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return self._mgr.restore(
+      step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())
+    )["meta"]
 
   def restore_leaves(self, step: int | None = None) -> dict[str, np.ndarray]:
     """All saved arrays keyed by their tree path, without a template.
@@ -104,10 +113,12 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    meta = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    arrays = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))[
-      "state"
-    ]
+    meta = self._mgr.restore(
+      step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())
+    )["meta"]
+    arrays = self._mgr.restore(
+      step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore())
+    )["state"]
     paths = meta.get("tree_paths", [])
     return {p: np.asarray(arrays[f"a{i:05d}"]) for i, p in enumerate(paths)}
 
