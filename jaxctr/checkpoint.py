@@ -42,12 +42,12 @@ class Checkpointer:
     # Imported here: orbax (with tensorstore) adds ~25 MB to a process that never checkpoints.
     import orbax.checkpoint as ocp
 
-    self._ocp = ocp
+    self._args = ocp.args
     self.directory = os.path.abspath(os.path.expanduser(directory))
-    options = self._ocp.CheckpointManagerOptions(
+    options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
     )
-    self._mgr = self._ocp.CheckpointManager(self.directory, options=options)
+    self._mgr = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
@@ -57,8 +57,8 @@ class Checkpointer:
     meta = dict(meta, tree_paths=paths)
     self._mgr.save(
       step,
-      args=self._ocp.args.Composite(
-        state=self._ocp.args.StandardSave(arrays), meta=self._ocp.args.JsonSave(meta)
+      args=self._args.Composite(
+        state=self._args.StandardSave(arrays), meta=self._args.JsonSave(meta)
       ),
     )
 
@@ -72,9 +72,7 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     arrays, paths, treedef = _flatten(state_template)
-    meta = self._mgr.restore(
-      step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())
-    )["meta"]
+    meta = self.read_meta(step)
     saved = meta.get("tree_paths", [])
     if saved != paths:
       diff = next(
@@ -89,7 +87,7 @@ class Checkpointer:
       for k, v in arrays.items()
     }
     restored = self._mgr.restore(
-      step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore(abstract))
+      step, args=self._args.Composite(state=self._args.StandardRestore(abstract))
     )["state"]
     leaves = [restored[k] for k in sorted(restored)]
     logging.info("Restored checkpoint %s/%d", self.directory, step)
@@ -100,9 +98,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    return self._mgr.restore(
-      step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())
-    )["meta"]
+    return self._mgr.restore(step, args=self._args.Composite(meta=self._args.JsonRestore()))["meta"]
 
   def restore_leaves(self, step: int | None = None) -> dict[str, np.ndarray]:
     """All saved arrays keyed by their tree path, without a template.
@@ -113,12 +109,10 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    meta = self._mgr.restore(
-      step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())
-    )["meta"]
-    arrays = self._mgr.restore(
-      step, args=self._ocp.args.Composite(state=self._ocp.args.StandardRestore())
-    )["state"]
+    meta = self.read_meta(step)
+    arrays = self._mgr.restore(step, args=self._args.Composite(state=self._args.StandardRestore()))[
+      "state"
+    ]
     paths = meta.get("tree_paths", [])
     return {p: np.asarray(arrays[f"a{i:05d}"]) for i, p in enumerate(paths)}
 

@@ -110,8 +110,8 @@ def huge_zeros(x) -> bool:
 
   Embedding rows are read and written at random: with 4 KiB pages nearly every
   row of a multi-GB table costs a TLB miss, with 2 MiB pages few do. The
-  sparse lookup + update part of the throughput benchmark's step fell from
-  42.6 to 32.5 ms with its 5.3 GB of tables and Adam moments on huge pages.
+  sparse lookup + update part of the throughput benchmark's step (5.3 GB of
+  tables and Adam moments) fell from ~48 to ~42 ms (noisy).
 
   ``x`` must be all zeros (`jnp.zeros`): its pages are dropped
   (``MADV_DONTNEED``, which reads back as zeros) after marking the range
@@ -151,7 +151,6 @@ class CompileWatch:
   """
 
   def __init__(self, fn, enabled: bool):
-    self._fn = fn
     self._size = getattr(fn, "_cache_size", None)
     self.enabled = enabled and available()
     self._seen = -1
