@@ -48,9 +48,7 @@ def load(spec: str, overrides: Mapping[str, Any] | None = None) -> ml_collection
   root = _checkout_root(path)
   if root and root not in sys.path:  # experiment files import experiments.* helpers
     sys.path.insert(0, root)
-  module_spec = importlib.util.spec_from_file_location(
-    f"_jaxctr_config_{abs(hash(path))}", path
-  )
+  module_spec = importlib.util.spec_from_file_location(f"_jaxctr_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   config = module.get_config(arg) if arg else module.get_config()
