@@ -240,7 +240,7 @@ def block(entry: dict, plots_dir: str | None = PLOTS) -> str:
   return "\n".join(lines)
 
 
-_BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(\n<!-- /results:\2 -->)", re.S)
+_BLOCK = re.compile(r"(<!-- results:(\w+) -->)(.*?)(<!-- /results:\2 -->)", re.S)
 
 
 def render(
@@ -256,7 +256,7 @@ def render(
       raise SystemExit(f"results: {readme} has a block for {m.group(2)} but {path} is missing")
     with open(path) as f:
       entry = json.load(f)
-    return m.group(1) + block(entry, plots_dir if draw else None) + m.group(4)
+    return f"{m.group(1)}\n{block(entry, plots_dir if draw else None)}\n{m.group(4)}"
 
   return _BLOCK.sub(sub, text)
 
