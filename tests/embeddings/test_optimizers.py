@@ -323,3 +323,51 @@ def test_compiled_update_writes_only_touched_rows(name):
       continue
     offenders.append(line.strip()[:200])
   assert not offenders, f"{name}: whole-table work in the step:\n" + "\n".join(offenders)
+
+
+# ---- Per-table optimizer settings ------------------------------------------------------------
+
+
+def test_every_optimizer_setting_resolves_per_table(tmp_path):
+  from jaxctr import configs, features, train
+  from tests.common import override
+
+  feats = [FeatureSpec("a", "categorical", 50), FeatureSpec("b", "categorical", 20)]
+  cfg = override(
+    configs.base_config().embedding,
+    {"optimizer": "adam", "b1": 0.7, "b2": 0.9, "eps": 1e-5, "ftrl_beta": 0.5},
+  )
+  cfg.per_feature = {
+    "b": {"optimizer": "ftrl", "learning_rate": 0.2, "ftrl_l1": 0.01, "ftrl_l2": 0.3},
+    "a": {"initial_accumulator": 0.2, "init_std": 0.05},
+  }
+  specs = {t.name: t for t in features.table_specs(feats, cfg, 4)}
+  a, b = specs["a"].optimizer, specs["b"].optimizer
+  assert (a.name, a.b1, a.b2, a.eps, a.initial_accumulator) == ("adam", 0.7, 0.9, 1e-5, 0.2)
+  assert specs["a"].init_std == 0.05
+  assert (b.name, b.learning_rate, b.l1, b.l2, b.beta) == ("ftrl", 0.2, 0.01, 0.3, 0.5)
+  cfg.per_feature = {"a": {"ftrl_alpha": 1.0}}
+  with pytest.raises(SpecError, match=r"per_feature\['a'\]: unknown keys \['ftrl_alpha'\]"):
+    features.table_specs(feats, cfg, 4)
+
+  # A different optimizer per table end to end: FTRL on Wide & Deep's cross table,
+  # row-wise Adagrad on the deep tables.
+  c = configs.base_config()
+  override(
+    c,
+    {
+      "dataset.data_dir": str(tmp_path),
+      "dataset.builder_kwargs": {"config": "tiny"},
+      "model": "wide_deep",
+      "model_config.cross_pairs": (("C1", "C2"),),
+      "model_config.cross_hash_buckets": 64,
+      "model_config.hidden": (8,),
+      "embedding.optimizer": "rowwise_adagrad",
+      "embedding.per_feature": {"cross_linear": {"optimizer": "ftrl", "ftrl_l1": 0.1}},
+      "num_devices": 1,
+    },
+  )
+  t = train.Trainer(c)
+  by_table = {tb.name: s.optimizer.name for s in t.collection.stacks for tb in s.tables}
+  assert by_table.pop("cross_linear") == "ftrl"
+  assert set(by_table.values()) == {"rowwise_adagrad"}
