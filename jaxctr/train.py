@@ -85,7 +85,8 @@ class Trainer:
         seed=config.seed,
       )
       emb_features.append(self.crosses.feature())
-      cross_opt = features_lib.optimizer_spec(config.embedding, crosses_lib.CROSS_KEY, self.features)
+      key = crosses_lib.CROSS_KEY
+      cross_opt = features_lib.optimizer_spec(config.embedding, key, self.features)
       tables.append(self.crosses.table(cross_opt))
     offloaded = offload_lib.offloaded_tables(config.offload, tables)
     self.plan = self._plan_sharding(emb_features, tables, offloaded)
