@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxctr import configs, train
+from jaxctr import configs, early_stopping, train
 from tests.common import override
 
 
@@ -79,11 +79,11 @@ def test_plateau_patience_and_floor(data_dir, tmp_path):
   c.optimizer.learning_rate = 1e-3  # zero sparse rate still freezes the tables ...
   c.optimizer.name = "sgd"
   c.lr_plateau.min_lr = 5e-5  # ... floor: factor >= 0.05
-  stopper = train.EarlyStopping("valid_auc", "max", 0, best=1.0, bad_evals=1)
-  state = {"lr_factor": jnp.ones((), jnp.float32)}
+  stopper = early_stopping.EarlyStopping("valid_auc", "max", 0, best=1.0, bad_evals=1)
+  factor = 1.0
   for expected in (0.1, 0.05, 0.05):
-    state = train.reduce_lr_on_plateau(state, stopper, c)
-    assert float(state["lr_factor"]) == pytest.approx(expected)
+    factor = early_stopping.plateau_factor(factor, stopper, c)
+    assert factor == pytest.approx(expected)
   with pytest.raises(ValueError, match="config.lr_plateau"):
     train.train_and_evaluate(_config(data_dir, **{"lr_plateau.factor": 0.0}), str(tmp_path / "x"))
 
@@ -133,3 +133,28 @@ def test_embedding_l2_in_training(data_dir, tmp_path, mode):
       np.testing.assert_allclose(after[~touched], before[~touched] * (1 - 0.1 * 0.05), rtol=1e-6)
     else:
       assert not changed[~touched].any()
+
+
+def test_weighted_monitor_is_fuxictr_form():
+  es = early_stopping.EarlyStopping("valid_auc:1,valid_logloss:-1", "max", patience=2)
+  assert es.update({"valid_auc": 0.80, "valid_logloss": 0.50})  # 0.30
+  # AUC dips but logloss improves more: FuxiCTR's {AUC: 1, logloss: -1} still improves.
+  assert es.update({"valid_auc": 0.79, "valid_logloss": 0.45})  # 0.34
+  assert es.best == pytest.approx(0.34) and es.bad_evals == 0
+  assert not es.update({"valid_auc": 0.80, "valid_logloss": 0.47})  # 0.33
+  assert not es.update({"valid_auc": 0.80, "valid_logloss": 0.47}) and es.should_stop
+  assert early_stopping.parse_monitor({"valid_auc": 1, "valid_logloss": -1}) == {
+    "valid_auc": 1.0,
+    "valid_logloss": -1.0,
+  }
+  with pytest.raises(ValueError, match=r"monitor: \['valid_gauc'\] not among"):
+    early_stopping.EarlyStopping("valid_gauc", "max", 1).update({"valid_auc": 0.5})
+  with pytest.raises(ValueError, match="bad weight"):
+    early_stopping.parse_monitor("valid_auc:one")
+
+
+def test_weighted_monitor_in_training(data_dir, tmp_path):
+  c = _config(data_dir, **{"early_stopping.monitor": "valid_auc:1,valid_logloss:-1"})
+  train.train_and_evaluate(c, str(tmp_path))
+  for e in _evals(tmp_path):
+    assert e["best"] >= e["valid_auc"] - e["valid_logloss"] - 1e-6
