@@ -24,9 +24,9 @@ Two departures from running FuxiCTR to the letter, both measured (experiments/RE
   FuxiCTR adds it to the loss, so every row of every table gets ``l2 * w`` at every step
   (``"dense"``); under Adam a row that the data rarely touches then sees a gradient of
   ``l2 * w`` alone, which Adam normalises into a step of about one learning rate toward
-  zero whatever l2 is. Even BARS' 1e-5 then leaves LR 0.003 AUC short of convergence on the
-  synthetic test (FM 0.010); sparse mode reaches it. Set ``embedding.l2_mode = "dense"`` for FuxiCTR's
-  exact behaviour.
+  zero whatever l2 is. Even BARS' values then leave LR 0.003 and FM 0.010 AUC short of
+  convergence on the synthetic test; sparse mode reaches it. Set
+  ``embedding.l2_mode = "dense"`` for FuxiCTR's exact behaviour.
 
 Early stopping and the x0.1 cut are FuxiCTR's; the synthetic test shows they do not hurt
 once the penalty is right. FuxiCTR's weighted monitor works too:
