@@ -1,6 +1,8 @@
 """BARS-protocol training options: reduce-on-plateau and the embedding L2 penalty."""
 
+import importlib.util
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,10 @@ import numpy as np
 import pytest
 
 from jaxctr import configs, early_stopping, train
+from jaxctr import metrics as metrics_lib
+from jaxctr.embeddings import regularization
+from jaxctr.embeddings.collection import EmbeddingCollection
+from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, TableSpec
 from tests.common import override
 
 
@@ -185,11 +191,6 @@ def _planted(seed, n, k):
 def _mini_bars(l2, protocol, k, epochs, mode="dense"):
   """Test AUC of the best-valid model: BARS (Adam 1e-3, init 1e-4, dense l2, AUC monitor,
   patience 2, x0.1 on plateau) if ``protocol``, else no penalty, no schedule, patience 10."""
-  from jaxctr import metrics as metrics_lib
-  from jaxctr.embeddings import regularization
-  from jaxctr.embeddings.collection import EmbeddingCollection
-  from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, TableSpec
-
   (xtr, ytr), (xva, yva), (xte, yte) = (
     _planted(s, n, k) for s, n in ((1, 12 * BATCH), (2, 8000), (3, 8000))
   )
@@ -210,7 +211,7 @@ def _mini_bars(l2, protocol, k, epochs, mode="dense"):
   @jax.jit
   def step(state, ids, y, t, lr_scale):
     rows = coll.gather(state, ids)
-    loss = lambda r: jnp.mean(optax_sigmoid_bce(logits(r, ids), y))
+    loss = lambda r: jnp.mean(_bce(logits(r, ids), y))
     g = jax.grad(loss)(rows)
     ids2, g2 = regularization.add_l2(coll, state, ids, rows, g, l2, mode)
     return coll.apply_gradients(state, ids2, g2, t, lr_scale)
@@ -236,7 +237,8 @@ def _mini_bars(l2, protocol, k, epochs, mode="dense"):
   return best_test
 
 
-def optax_sigmoid_bce(logit, y):
+def _bce(logit, y):
+  """Binary cross-entropy of logits, stable for large |logit|."""
   return jnp.maximum(logit, 0) - logit * y + jnp.log1p(jnp.exp(-jnp.abs(logit)))
 
 
@@ -246,9 +248,6 @@ def test_bars_protocol_reaches_converged_auc_on_synthetic(model, k):
   trained to convergence without penalty or schedule. The old protocol (the deep models'
   0.05 on every row, dense) stays > 0.01 below: under Adam, l2 * w on rows a batch does not
   touch is normalised into a learning-rate-sized step toward zero."""
-  import importlib.util
-  import os
-
   path = os.path.join(os.path.dirname(__file__), "..", "experiments", "bars.py")
   spec = importlib.util.spec_from_file_location("bars", path)
   bars = importlib.util.module_from_spec(spec)
