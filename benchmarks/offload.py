@@ -20,6 +20,17 @@ large fields having ``--rows`` rows:
    times ``--device_budget_mb``, with every cache and on-device table inside
    that budget.
 
+On a CPU-only machine the "device" and the host are the same memory: the
+cache, the host store and the on-device tables are all arrays in one RAM, and
+a "transfer" is a memory copy. So (2) measures the cost of the cache's
+bookkeeping (planning, gathering missing rows, swapping, write-back), not of a
+PCIe link, and says nothing of GPU/TPU speed. The budget check of (3) is
+arithmetic on the bytes the configuration places on the device (the kept
+tables plus ``cache_rows`` slots of table and optimizer slots, from their
+shapes) against the budget; it does not read the device's memory use, does not
+count XLA temporaries, activations or the dense model, and on CPU cannot fail
+for lack of device memory.
+
 Last line: ``{"hit_rate": {"<s>": {"0.01": h, ...}}, "throughput_ratio_10pct": r,
 "exposed_host_fraction": f, "oversubscribed": {"table_bytes": t, "device_budget_bytes": d,
 "completed": true}}``.

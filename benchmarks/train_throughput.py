@@ -1,12 +1,20 @@
-r"""Training throughput of a CTR model at the PyTorch baselines' shape.
+r"""Training throughput of a CTR model at the PyTorch baselines' shape, on their data.
 
-  python benchmarks/train_throughput.py --model=deepfm [--batch_size=4096 --steps=30]
+  python benchmarks/train_throughput.py --model=deepfm [--batch=4096 --steps=30]
 
-Shape (as ../shared/bench): 13 numeric + 26 categorical fields, one table of
-1M rows per field, Zipf(1.1) ids, dim 16, MLP 400-400-400, lazy Adam (lr 1e-3)
-on the tables and Adam on the dense part. A step is timed from the numpy batch
-(host dedup and transfer run ahead in the loader thread, as in training) to
-the loss on the host. Last line: ``{"examples_per_s": x, ...}``.
+Data: ``../shared/bench/synth.py`` (imported; seed 2024), so the ids, numeric features and
+labels are exactly those the PyTorch baselines train on: 13 numeric + 26 categorical fields,
+one table of 1M rows per field, Zipf(1.1) ids, batch i = rows ``i*B .. (i+1)*B`` of the
+training split. Model: dim 16, MLP 400-400-400, lazy Adam (lr 1e-3) on the tables and Adam
+on the dense part.
+
+The clock starts where the baselines' does, at the host batch (numpy): it includes host
+deduplication (`EmbeddingCollection.prepare`), the transfer of the batch and the ids, the
+jitted step, and the loss read back on the host (``loss.item()`` in the baselines). (In
+training the loader thread runs dedup and transfer ahead of the step, so a run's
+examples/s can be higher than this.) Last line: ``{"examples_per_s": x,
+"unique_ids_per_batch": u, ...}``, u = distinct (field, id) pairs of a batch, the rows one
+step touches, which is the same for every system on these ids.
 """
 
 from __future__ import annotations
@@ -21,47 +29,35 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import embedding_only  # noqa: E402
 
 from jaxctr import configs, data, metrics, train  # noqa: E402
 from jaxctr.embeddings.specs import FeatureSpec  # noqa: E402
 
 
-def make_split(rng, n, fields, vocab, num_dense, w_id):
-  cat = np.stack([common.zipf_ids(rng, n, vocab) for _ in range(fields)], axis=1).astype(np.int32)
-  num = rng.standard_normal((n, num_dense)).astype(np.float32)
-  logit = -1.2 + 0.5 * num[:, 0] + sum(w_id[f][cat[:, f] % len(w_id[f])] for f in range(fields))
-  label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
-  return {"label": label, "cat": cat, "num": num}, logit
-
-
 def main():
+  synth = embedding_only.shared_synth()
   p = argparse.ArgumentParser()
+  synth.add_common_args(p)  # --batch --steps --warmup --vocab --fields --dim --seed --n_test --lr
   p.add_argument("--model", default="deepfm")
-  p.add_argument("--batch_size", type=int, default=4096)
-  p.add_argument("--steps", type=int, default=30)
-  p.add_argument("--warmup", type=int, default=5)
-  p.add_argument("--vocab", type=int, default=1_000_000)
-  p.add_argument("--fields", type=int, default=26)
-  p.add_argument("--dim", type=int, default=16)
-  p.add_argument("--n_test", type=int, default=131072)
   p.add_argument("--hidden", default="400,400,400", help="MLP widths (e.g. 8 to time the rest)")
   args = p.parse_args()
+  args.batch_size = args.batch
 
-  t0 = time.perf_counter()
-  rng = np.random.default_rng(2024)
-  w_id = [rng.normal(0, 0.25, 4099) for _ in range(args.fields)]  # planted per-id effect
-  n_train = (args.warmup + args.steps) * args.batch_size
-  train_split, _ = make_split(rng, n_train, args.fields, args.vocab, 13, w_id)
-  test_split, test_logit = make_split(rng, args.n_test, args.fields, args.vocab, 13, w_id)
+  _, tr, te, gen_s = synth.synth_from_args(args)
+
+  def split(d):
+    return {"label": d["label"], "cat": d["sparse"].astype(np.int32), "num": d["dense"]}
+
+  train_split, test_split = split(tr), split(te)
   feats = [FeatureSpec(f"C{i + 1}", "categorical", args.vocab) for i in range(args.fields)]
   feats += [FeatureSpec(f"I{i + 1}", "numeric") for i in range(13)]
   ds = data.from_arrays(
     "zipf_bench",
     {"train": train_split, "valid": test_split, "test": test_split},
     feats,
-    oracle_auc={"test": metrics.auc(test_split["label"], test_logit)},
+    oracle_auc={"test": metrics.auc(test_split["label"], te["logit"])},
   )
-  gen_s = time.perf_counter() - t0
 
   c = configs.base_config()
   c.model = args.model
@@ -69,8 +65,8 @@ def main():
   c.embed_dim = args.dim
   c.batch_size = args.batch_size
   c.embedding.optimizer = "adam_lazy"
-  c.embedding.learning_rate = 1e-3
-  c.optimizer.learning_rate = 1e-3
+  c.embedding.learning_rate = args.lr
+  c.optimizer.learning_rate = args.lr
   c.shuffle = False
   t0 = time.perf_counter()
   trainer = train.Trainer(c, dataset=ds)
@@ -79,13 +75,13 @@ def main():
   build_s = time.perf_counter() - t0
 
   times, losses = [], []
-  batches = trainer.batches("train", train=True)
-  for _ in range(args.warmup + args.steps):
+  b = args.batch_size
+  for i in range(args.warmup + args.steps):
+    host = {k: v[i * b : (i + 1) * b] for k, v in train_split.items()}
     t = time.perf_counter()
-    state, out = trainer.train_step(state, next(batches))
+    state, out = trainer.train_step(state, trainer._device_batch(host))
     losses.append(float(out["loss"]))  # blocks, like loss.item() in the baselines
     times.append(time.perf_counter() - t)
-  batches.close()
   t0 = time.perf_counter()
   m = trainer.evaluate(state, "test")
   eval_s = time.perf_counter() - t0
@@ -100,6 +96,9 @@ def main():
       "step_ms_median": float(np.median(timed)) * 1e3,
       "step_ms_p10": float(np.percentile(timed, 10)) * 1e3,
       "step_ms_p90": float(np.percentile(timed, 90)) * 1e3,
+      "unique_ids_per_batch": embedding_only.unique_per_batch(
+        tr["sparse"], b, args.warmup + args.steps
+      ),
       "test_auc": m["test_auc"],
       "test_logloss": m["test_logloss"],
       "oracle_auc": ds.info.oracle_auc["test"],

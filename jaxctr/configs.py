@@ -34,6 +34,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.clip_norm = 0.0
   c.embedding.initial_accumulator = 0.0
   c.embedding.eps = 1e-8
+  # More sparse-optimizer settings; these and the ones above (optimizer, learning_rate,
+  # init_std, ...) can also be set per table in per_feature (jaxctr/features.py
+  # OPTIMIZER_KEYS), e.g. per_feature = {"cross_linear": {"optimizer": "ftrl"}}.
+  c.embedding.b1 = 0.9  # adam, adam_lazy
+  c.embedding.b2 = 0.999
+  c.embedding.ftrl_l1 = 0.0  # FTRL-Proximal lambda1 / lambda2 / beta / learning-rate power
+  c.embedding.ftrl_l2 = 0.0  # (its alpha is learning_rate)
+  c.embedding.ftrl_beta = 1.0
+  c.embedding.ftrl_lr_power = -0.5
   # L2 penalty (l2 / 2) * ||W||^2 on the tables, FuxiCTR's embedding_regularizer (gradient
   # l2 * w). sparse: touched rows only; dense: every row each step, O(table) per step (see
   # jaxctr/embeddings/regularization.py).

@@ -45,9 +45,29 @@ METHOD_KEYS = (
   "dhe_dist",
   "dhe_hidden",
 )
+# Keys of config.embedding that set a table's sparse optimizer, also overridable per
+# feature/table (e.g. FTRL on the wide cross table, row-wise Adagrad on the deep ones).
+# FTRL's alpha is `learning_rate`; its l1/l2/beta are prefixed so they do not collide with
+# the `l2` table regulariser.
+OPTIMIZER_KEYS = (
+  "optimizer",
+  "learning_rate",
+  "init_std",
+  "b1",
+  "b2",
+  "eps",
+  "initial_accumulator",
+  "weight_decay",
+  "clip_norm",
+  "ftrl_l1",
+  "ftrl_l2",
+  "ftrl_beta",
+  "ftrl_lr_power",
+)
 
 
 def _method_settings(emb_cfg, table: str, features: Sequence[FeatureSpec]) -> dict:
+  """Global settings of ``table`` with its features' then its own per_feature entries."""
   per = dict(emb_cfg.get("per_feature", {}) or {})
   by_name = {f.name: f for f in features}
   for key, over in per.items():
@@ -57,15 +77,18 @@ def _method_settings(emb_cfg, table: str, features: Sequence[FeatureSpec]) -> di
         f"config.embedding.per_feature[{key!r}]: {key!r} is a numeric feature; "
         "numeric features are encoded by config.numeric"
       )
-    if f is None and all(g.table_name != key for g in features):
+    allowed = METHOD_KEYS + OPTIMIZER_KEYS
+    if key == CROSS_KEY:  # Wide & Deep's cross table: only its optimizer is configurable
+      allowed = OPTIMIZER_KEYS
+    elif f is None and all(g.table_name != key for g in features):
       raise SpecError(f"config.embedding.per_feature[{key!r}]: no feature or table {key!r}")
-    unknown = set(dict(over)) - set(METHOD_KEYS)
+    unknown = set(dict(over)) - set(allowed)
     if unknown:
       raise SpecError(
         f"config.embedding.per_feature[{key!r}]: unknown keys {sorted(unknown)}; "
-        f"expected some of {METHOD_KEYS}"
+        f"expected some of {allowed}"
       )
-  out = {k: emb_cfg.get(k) for k in METHOD_KEYS}
+  out = {k: emb_cfg.get(k) for k in METHOD_KEYS + OPTIMIZER_KEYS}
   for f in features:  # a table's own entry wins over its features' entries
     if f.table_name == table and f.name in per and f.name != table:
       out.update(dict(per[f.name]))
@@ -101,16 +124,30 @@ def table_dim(model_cls, embed_dim: int, num_fields: int) -> int:
   return embed_dim + (1 if model_cls.needs_linear else 0)
 
 
+def _optimizer(st: dict) -> OptimizerSpec:
+  return OptimizerSpec(
+    name=st["optimizer"],
+    learning_rate=float(st["learning_rate"]),
+    b1=float(st["b1"]),
+    b2=float(st["b2"]),
+    eps=float(st["eps"]),
+    initial_accumulator=float(st["initial_accumulator"]),
+    weight_decay=float(st["weight_decay"]),
+    clip_norm=float(st["clip_norm"]),
+    l1=float(st["ftrl_l1"]),
+    l2=float(st["ftrl_l2"]),
+    beta=float(st["ftrl_beta"]),
+    lr_power=float(st["ftrl_lr_power"]),
+  )
+
+
+def optimizer_spec(emb_cfg, table: str, features: Sequence[FeatureSpec]) -> OptimizerSpec:
+  """The sparse optimizer of ``table``: config.embedding, overridden per feature/table."""
+  return _optimizer(_method_settings(emb_cfg, table, features))
+
+
 def table_specs(features: Sequence[FeatureSpec], emb_cfg, dim: int) -> list[TableSpec]:
   """One table per categorical/sequence feature (features may share via `table`)."""
-  opt = OptimizerSpec(
-    name=emb_cfg.optimizer,
-    learning_rate=emb_cfg.learning_rate,
-    eps=emb_cfg.eps,
-    initial_accumulator=emb_cfg.initial_accumulator,
-    weight_decay=emb_cfg.weight_decay,
-    clip_norm=emb_cfg.clip_norm,
-  )
   sizes: dict[str, int] = {}
   for f in features:
     if f.kind != NUMERIC:
@@ -123,8 +160,8 @@ def table_specs(features: Sequence[FeatureSpec], emb_cfg, dim: int) -> list[Tabl
         name,
         vocab,
         dim,
-        init_std=emb_cfg.init_std,
-        optimizer=opt,
+        init_std=float(st["init_std"]),
+        optimizer=_optimizer(st),
         dtype=st["dtype"],
         encoder=encoder_spec(st, vocab),
       )

@@ -33,6 +33,7 @@ from jaxctr import data as data_lib
 from jaxctr import features as features_lib
 from jaxctr import hostmem, models, parallel
 from jaxctr import metrics as metrics_lib
+from jaxctr.early_stopping import EarlyStopping, plateau_factor
 from jaxctr.embeddings import offload as offload_lib
 from jaxctr.embeddings import planner, regularization, sharded
 from jaxctr.embeddings.collection import EmbeddingCollection
@@ -85,7 +86,9 @@ class Trainer:
         seed=config.seed,
       )
       emb_features.append(self.crosses.feature())
-      tables.append(self.crosses.table(tables[0].optimizer))
+      key = crosses_lib.CROSS_KEY
+      cross_opt = features_lib.optimizer_spec(config.embedding, key, self.features)
+      tables.append(self.crosses.table(cross_opt))
     offloaded = offload_lib.offloaded_tables(config.offload, tables)
     self.plan = self._plan_sharding(emb_features, tables, offloaded)
     self.collection = EmbeddingCollection(
@@ -360,34 +363,6 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   return tx
 
 
-class EarlyStopping:
-  """Tracks the best value of a monitored metric and evaluations without improvement."""
-
-  def __init__(self, monitor: str, mode: str, patience: int, best=None, bad_evals: int = 0):
-    if mode not in ("max", "min"):
-      raise ValueError(f"config.early_stopping.mode must be 'max' or 'min', got {mode!r}")
-    self.monitor, self.mode, self.patience = monitor, mode, patience
-    self.best, self.bad_evals = best, bad_evals
-
-  def update(self, metrics: dict[str, float]) -> bool:
-    """Returns True if this evaluation is the best so far."""
-    if self.monitor not in metrics:
-      raise ValueError(
-        f"config.early_stopping.monitor: {self.monitor!r} is not an eval metric; have {sorted(metrics)}"
-      )
-    value = metrics[self.monitor]
-    better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
-    if better:
-      self.best, self.bad_evals = float(value), 0
-    else:
-      self.bad_evals += 1
-    return better
-
-  @property
-  def should_stop(self) -> bool:
-    return self.patience > 0 and self.bad_evals >= self.patience
-
-
 def layouts_meta(trainer: Trainer) -> dict[str, str]:
   """The sharded stacks' layouts, saved with every checkpoint."""
   return {name: lay.to_json() for name, lay in trainer.collection.layouts.items()}
@@ -437,30 +412,6 @@ def restore_state(trainer: Trainer, ckpt: ckpt_lib.Checkpointer, state):
     mesh.size,
   )
   return jax.tree_util.tree_unflatten(treedef, out), meta
-
-
-def reduce_lr_on_plateau(state, stopper: EarlyStopping, config) -> dict[str, Any]:
-  """Multiplies ``state["lr_factor"]`` by ``config.lr_plateau.factor`` on a plateau.
-
-  Called after each evaluation (once ``stopper`` has seen it): every
-  ``lr_plateau.patience`` evaluations without improvement reduce the factor, which scales
-  the dense and the sparse learning rates alike (FuxiCTR's ``reduce_lr_on_plateau`` with
-  patience 1). ``lr_plateau.min_lr`` floors the dense rate; the factor stops at
-  ``min_lr / optimizer.learning_rate`` for the tables too. The factor is a state leaf, so
-  it is checkpointed and a changed value does not recompile the step.
-  """
-  cfg = config.lr_plateau
-  patience = max(int(cfg.patience), 1)
-  if cfg.factor == 1.0 or stopper.bad_evals == 0 or stopper.bad_evals % patience:
-    return state
-  old = float(state["lr_factor"])
-  base = config.optimizer.learning_rate
-  new = max(old * cfg.factor, cfg.min_lr / base if base > 0 else 0.0)
-  if new >= old:
-    return state
-  logging.info("reduce on plateau: learning-rate factor %g -> %g", old, new)
-  factor = jax.device_put(jnp.asarray(new, jnp.float32), state["lr_factor"].sharding)
-  return dict(state, lr_factor=factor)
 
 
 def init_tables_from(state, path: str):
@@ -612,7 +563,8 @@ def train_and_evaluate(
         t_eval = time.perf_counter()
         m = trainer.evaluate(state, "valid")
         is_best = stopper.update(m)
-        state = reduce_lr_on_plateau(state, stopper, config)
+        if (f := plateau_factor(old := float(state["lr_factor"]), stopper, config)) != old:
+          state = dict(state, lr_factor=jax.device_put(jnp.float32(f), state["lr_factor"].sharding))
         m.update(
           epoch=step / steps_per_epoch, best=stopper.best, lr_factor=float(state["lr_factor"])
         )

@@ -93,6 +93,10 @@ def _adam_lazy(w, slots, g, step, spec):
 def _adam(w, slots, g, step, spec):
   """Adam whose moments decay on every step, caught up lazily per row.
 
+  The ``last_step`` slot is written as ``max(last, t)`` (= t) rather than a constant
+  broadcast of t: a scattered value that does not depend on the gathered rows makes XLA
+  copy the whole slot every step, O(vocabulary) instead of O(touched rows).
+
   A row untouched for k steps would, under dense Adam, have seen its moments
   decay by b1^k and b2^k; we store the step of each row's last update and
   apply that decay when the row is next touched. (Dense Adam would also keep
@@ -110,21 +114,37 @@ def _adam(w, slots, g, step, spec):
   new_w = w - spec.learning_rate * m_hat / (jnp.sqrt(v_hat) + spec.eps)
   if spec.weight_decay > 0:
     new_w = new_w - spec.learning_rate * spec.weight_decay * w
-  return new_w, {"m": m, "v": v, "last_step": jnp.full_like(last, t)}
+  return new_w, {"m": m, "v": v, "last_step": jnp.maximum(last, t)}
 
 
 def _ftrl(w, slots, g, step, spec):
-  """FTRL-Proximal (McMahan et al., 2013), per coordinate."""
+  """FTRL-Proximal (McMahan et al., 2013, Algorithm 1), per coordinate.
+
+  ``learning_rate`` is the paper's alpha, ``beta``/``l1``/``l2`` its beta/lambda1/lambda2.
+  The weights are a closed-form function of the slots (z, n), so plain FTRL forgets a
+  row's initial value on its first update (with beta = 1 and small gradients it shrinks
+  it to about |g| * w). We keep the initial row as the centre of the first proximal term
+  instead: on a coordinate's first update z also gets ``-(beta + n^p) / alpha * w``, so an
+  unregularised first step moves w by ``-alpha * g / (beta + sqrt(n))`` from its init.
+  For zero-initialised tables (the wide/linear parts FTRL is usually used for) this is
+  exactly the paper's rule. A zero learning rate (schedules end at 0) leaves rows and
+  slots unchanged instead of dividing by zero.
+  """
   del step
   g = _clip_and_decay(w, g, spec, decoupled=False)
   n, z = slots["n"], slots["z"]
-  n_new = n + g * g
+  lr = jnp.asarray(spec.learning_rate, jnp.float32)
+  live = lr > 0
+  alpha = jnp.where(live, lr, 1.0)
   p = -spec.lr_power
-  sigma = (n_new**p - n**p) / spec.learning_rate
+  n_new = n + g * g
+  first = (z == 0) & (n == spec.initial_accumulator)
+  sigma = (n_new**p - n**p + jnp.where(first, spec.beta + n**p, 0.0)) / alpha
   z_new = z + g - sigma * w
-  denom = (spec.beta + n_new**p) / spec.learning_rate + 2.0 * spec.l2
+  denom = (spec.beta + n_new**p) / alpha + 2.0 * spec.l2
   new_w = jnp.where(jnp.abs(z_new) > spec.l1, (jnp.sign(z_new) * spec.l1 - z_new) / denom, 0.0)
-  return new_w.astype(w.dtype), {"n": n_new, "z": z_new}
+  new_w = jnp.where(live, new_w, w).astype(w.dtype)
+  return new_w, {"n": jnp.where(live, n_new, n), "z": jnp.where(live, z_new, z)}
 
 
 _ZERO = lambda spec: 0.0

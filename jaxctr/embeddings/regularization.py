@@ -15,6 +15,13 @@ Modes:
   decay and they keep moving). A step then costs O(table rows): fine for Frappe/MovieLens
   sized tables, expensive for Criteo/Avazu sized ones (FuxiCTR pays the same).
 
+Under Adam the two modes differ more than their cost: in dense mode a row the batch does not
+touch has gradient ``l2 * w`` alone, which Adam divides by the root of the row's (decayed)
+second moment, so the row steps about one learning rate toward zero per step whatever ``l2``
+is. On the synthetic BARS test (experiments/README.md) dense mode with BARS' own LR/FM values
+left them 0.003/0.010 AUC below convergence; sparse mode reached it. FuxiCTR behaves as
+dense mode; experiments/bars.py uses sparse.
+
 Both modes go through `EmbeddingCollection.apply_gradients`, so they work with stacked tables,
 low-precision storage and every sparse optimizer.
 """

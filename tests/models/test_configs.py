@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
-import sys
 
 import pytest
 from flax import nnx
@@ -23,9 +21,6 @@ def _build_abstract(c):
 
 
 def _load(path):
-  # BARS configs import `experiments.bars.common`, as they do under `python -m jaxctr.main`.
-  if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
   spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -42,13 +37,19 @@ def test_synthetic_config_builds(model, arg):
 
 @pytest.mark.parametrize("dataset", ["frappe", "movielens", "criteo", "avazu"])
 def test_bars_configs(dataset):
-  paths = sorted(glob.glob(os.path.join(ROOT, "experiments", "bars", f"{dataset}_*.py")))
-  assert {os.path.basename(p)[len(dataset) + 1 : -3] for p in paths} == set(models.registered())
-  common_l2 = {"frappe": 0.05, "movielens": 0.01, "criteo": 1e-5, "avazu": 0.0}
-  for path in paths:
-    c = _load(path).get_config("/data/raw")
-    assert c.dataset.manual_dir == "/data/raw"
+  bars = _load(os.path.join(ROOT, "experiments", "bars.py"))
+  assert set(bars.MODELS) == set(models.registered())
+  deep_l2 = {"frappe": 0.05, "movielens": 0.01, "criteo": 1e-5, "avazu": 0.0}
+  for model in bars.MODELS:
+    c = bars.get_config(f"{dataset},{model},/data/raw")
+    assert c.dataset.manual_dir == "/data/raw" and c.model == model
     assert (c.embed_dim, c.batch_size, c.early_stopping.patience) == (10, 4096, 2)
-    assert (c.lr_plateau.factor, c.lr_plateau.patience, c.embedding.l2_mode) == (0.1, 1, "dense")
-    assert c.embedding.l2 == common_l2[dataset]
+    assert (c.lr_plateau.factor, c.lr_plateau.patience, c.embedding.l2_mode) == (0.1, 1, "sparse")
+    if model in bars.SHALLOW:  # BARS tunes shallow models' regulariser 1e-8..1e-4
+      assert c.embedding.l2 <= 1e-5
+    else:
+      assert c.embedding.l2 == deep_l2[dataset]
     _build_abstract(c)
+  assert bars.get_config("frappe,fm").embedding.l2 == 5e-6  # FM_frappe_x1 in BARS
+  with pytest.raises(ValueError, match="dataset,model"):
+    bars.get_config("frappe")
