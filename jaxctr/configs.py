@@ -20,6 +20,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.manual_dir = ""  # raw downloads (real datasets)
   c.dataset.builder_kwargs = ml_collections.ConfigDict()  # e.g. builder config name / sizes
   c.dataset.group_feature = ""  # if set, report group AUC over this feature
+  # Input pipeline (see jaxctr/data/loader.py). streaming: read the training and evaluation
+  # splits chunk by chunk with bounded memory (chunk order shuffled per epoch, rows shuffled
+  # within windows of shuffle_window chunks) instead of reading each split into memory.
+  c.dataset.streaming = False
+  c.dataset.shuffle_window = 8  # chunks per shuffle window (streaming only)
 
   c.model = "deepfm"
   c.model_config = ml_collections.ConfigDict()

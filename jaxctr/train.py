@@ -302,6 +302,8 @@ class Trainer:
       shard_index=0,
       num_shards=1,
       prefetch=cfg.prefetch,
+      in_memory=not cfg.dataset.streaming,
+      window_chunks=cfg.dataset.shuffle_window,
     )
     items = data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
     if self.offload is not None:  # stage 2: plan the cache, gather and transfer missing rows
