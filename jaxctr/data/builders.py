@@ -236,6 +236,8 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             which = ratio_split(
               c.line, self.builder_config.split_ratios, self.builder_config.split_seed
             )
+          elif callable(fixed):  # split indices from line numbers (e.g. halves of a file)
+            which = fixed(c.line)
           else:
             which = np.full(len(c), SPLITS.index(fixed))
           for k, s in enumerate(SPLITS):
@@ -374,6 +376,38 @@ class Criteo(_CtrBuilder):
     )
 
 
+class CriteoTerabyte(_CtrBuilder):
+  """Criteo 1TB click logs: day_0..day_23 (plain or .gz) split by day as in MLPerf DLRM.
+
+  Days 0-22 are the training split; day 23 is split in two by line: its first
+  ceil(lines / 2) lines are the test split, the rest the validation split (MLPerf's
+  reference `CriteoDataset`). Categorical ids come from a frequency-threshold vocabulary
+  (`min_count`) or, as MLPerf does (`--max-ind-range`), from the raw hex value modulo a
+  fixed number of rows per table (`max_table_rows`, blank tokens as 0): no vocabulary pass.
+  """
+
+  NUM_CAT, NUM_NUM = 26, 13
+  DAYS = 24
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place day_0 .. day_23 (each plain or .gz) in manual_dir."
+  BUILDER_CONFIGS = [
+    CtrConfig(name="default", min_count=10),
+    CtrConfig(name="mlperf", max_table_rows=40_000_000),
+  ]
+
+  def _pass1(self, dl_manager, spill, cfg):
+    paths = [self._manual_file(dl_manager, (f"day_{d}", f"day_{d}.gz")) for d in range(self.DAYS)]
+    lines = sum(block.count(b"\n") for block in storage.read_blocks(paths[-1]))
+    half = -(-lines // 2)
+    last_day = lambda line: np.where(line <= half, SPLITS.index("test"), SPLITS.index("valid"))
+    sources = [(p, "train") for p in paths[:-1]] + [(paths[-1], last_day)]
+    names = (parsers.CRITEO_CATEGORICAL, parsers.CRITEO_NUMERIC)
+    out = self._text_pass1(
+      spill, cfg, sources, parsers.parse_criteo, names, "criteo", {"has_label": True}
+    )
+    out[2]["day_23_lines"] = lines
+    return out
+
+
 class Avazu(_CtrBuilder):
   """Avazu CTR (`train.csv` or `train` with header), split by ratio; all fields categorical."""
 
@@ -415,7 +449,13 @@ class Libfm(_CtrBuilder):
     )
 
 
-BUILDERS = {"synthetic_ctr": SyntheticCtr, "criteo": Criteo, "avazu": Avazu, "libfm": Libfm}
+BUILDERS = {
+  "synthetic_ctr": SyntheticCtr,
+  "criteo": Criteo,
+  "criteo_1tb": CriteoTerabyte,
+  "avazu": Avazu,
+  "libfm": Libfm,
+}
 
 
 @dataclasses.dataclass

@@ -45,7 +45,8 @@ class PreprocessConfig:
       `sketch.HotSet`), which are numbered 1..k by frequency so double hashing's hot rows
       work as with vocabularies. Prepared `cat` columns are then int64.
     max_table_rows: If > 0, the other categorical features get no vocabulary either: the raw
-      key modulo `max_table_rows` is the id (MLPerf DLRM's cap on table rows).
+      key modulo `max_table_rows` is the id, a blank token 0 (MLPerf DLRM's cap on table
+      rows, `--max-ind-range`).
     vocab_rows: If > 0, vocabularies count only the first `vocab_rows` training rows (a
       vocabulary from an earlier window, as when it is refreshed less often than training).
   """
@@ -468,7 +469,8 @@ class Encoder:
         hot = v.encode(h)
         cat_t[f] = np.where(hot > 0, hot, h)
       elif self.modes[f] == MODULO:
-        cat_t[f] = np.mod(keys_t[f].astype(np.int64), self.max_table_rows)
+        k = keys_t[f].astype(np.int64)
+        cat_t[f] = np.where(k < 0, 0, k % self.max_table_rows)  # blank (-1) is 0, as in MLPerf
       else:
         cat_t[f] = v.encode(keys_t[f])
     cat = np.ascontiguousarray(cat_t.T)
