@@ -123,7 +123,10 @@ class StatsCollector:
     self.modes = modes or (VOCAB,) * num_categorical
     # Only vocabulary features are counted exactly; hashed ones get bounded-memory sketches.
     self.counters = [_Counter() if m == VOCAB else None for m in self.modes]
-    self.hot = [sketch.HotSet(2 * hot_ids) if m == HASH else None for m in self.modes]
+    # Hot sets from every 4th row (see sketch.HotSet), twice as many candidates as kept.
+    self.hot = [
+      sketch.HotSet(2 * hot_ids, sample_every=4) if m == HASH else None for m in self.modes
+    ]
     self.distinct = [sketch.DistinctCount() if m == HASH else None for m in self.modes]
     self.hot_ids, self.vocab_rows, self.rows_counted = hot_ids, vocab_rows, 0
     self.sizes: list[int] | None = None  # set by `vocabularies`
