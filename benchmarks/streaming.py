@@ -170,6 +170,7 @@ def main() -> None:
   p.add_argument("--reps", type=int, default=4)
   p.add_argument("--window", type=int, default=8)
   p.add_argument("--prepare_only", action="store_true")
+  p.add_argument("--parts", default="rss,throughput,loader")
   p.add_argument("--child_rss", type=int, default=0, help=argparse.SUPPRESS)
   args = p.parse_args()
   if args.child_rss:
@@ -182,29 +183,31 @@ def main() -> None:
     prepare_s[str(n)] = time.perf_counter() - t
   if args.prepare_only:
     return common.emit({"prepare_s": prepare_s})
-  rss = {}
-  for n in sizes:
-    cmd = [sys.executable, __file__, f"--child_rss={n}", f"--data_dir={args.data_dir}"]
-    cmd += [f"--rss_steps={args.rss_steps}", f"--batch={args.batch}"]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    rss[str(n)] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
-  rates = throughput(min(sizes), args.data_dir, args.steps, args.warmup, args.reps, args.batch)
-  loaders = loader_only(min(sizes), args.data_dir, max(2, args.reps // 2), args.batch, args.window)
-  ratio = [s / m for s, m in zip(rates["streaming"], rates["in_memory"], strict=True)]
-  common.emit(
-    {
-      "peak_rss_bytes": rss,
-      "examples_per_s": {k: float(np.median(v)) for k, v in rates.items()},
-      "examples_per_s_spread": {k: spread(v) for k, v in rates.items()},
-      "streaming_over_in_memory": spread(ratio),
-      "rss_ratio_largest_over_smallest": rss[str(max(sizes))] / rss[str(min(sizes))],
-      "loader_rows_per_s": {k: spread(v) for k, v in loaders.items() if v},
-      "prepare_s_if_not_cached": prepare_s,
-      "rss_steps": args.rss_steps,
-      "batch": args.batch,
-      "load_avg_1m": os.getloadavg()[0],
-    }
-  )
+  parts = args.parts.split(",")
+  result: dict = {}
+  if "rss" in parts:
+    rss = {}
+    for n in sizes:
+      cmd = [sys.executable, __file__, f"--child_rss={n}", f"--data_dir={args.data_dir}"]
+      cmd += [f"--rss_steps={args.rss_steps}", f"--batch={args.batch}"]
+      res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+      rss[str(n)] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
+    result["peak_rss_bytes"] = rss
+    result["rss_ratio_largest_over_smallest"] = rss[str(max(sizes))] / rss[str(min(sizes))]
+    result["rss_steps"] = args.rss_steps
+  if "throughput" in parts:
+    rates = throughput(min(sizes), args.data_dir, args.steps, args.warmup, args.reps, args.batch)
+    ratio = [s / m for s, m in zip(rates["streaming"], rates["in_memory"], strict=True)]
+    result["examples_per_s"] = {k: float(np.median(v)) for k, v in rates.items()}
+    result["examples_per_s_spread"] = {k: spread(v) for k, v in rates.items()}
+    result["streaming_over_in_memory"] = spread(ratio)
+  if "loader" in parts:
+    loaders = loader_only(
+      min(sizes), args.data_dir, max(2, args.reps // 2), args.batch, args.window
+    )
+    result["loader_rows_per_s"] = {k: spread(v) for k, v in loaders.items() if v}
+  result.update(prepare_s_if_not_cached=prepare_s, batch=args.batch, load_avg_1m=os.getloadavg()[0])
+  common.emit(result)
 
 
 if __name__ == "__main__":
