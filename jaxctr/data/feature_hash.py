@@ -17,7 +17,11 @@ The hash, pinned by known-value tests and identical on every machine and numpy v
    with shifts 30, 27, 31).
 4. The id is `(h >> 2) | 2**62`: int64 in [2**62, 2**63), so it is non-negative (-1 stays
    the padding id) and disjoint from the hot ids 1..k that preparation gives the k most
-   frequent tokens (see `preprocess.HashedFeature`).
+   frequent tokens (see `preprocess.PreprocessConfig.hash_features`).
+
+Downstream, hashing and double hashing rehash the int64 id, QR takes its quotient modulo the
+quotient table, and DHE's uint32 hashes see its low 32 bits (hash bits, so distinct tokens
+still collide with probability ~2**-32).
 """
 
 from __future__ import annotations
