@@ -20,6 +20,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.manual_dir = ""  # raw downloads (real datasets)
   c.dataset.builder_kwargs = ml_collections.ConfigDict()  # e.g. builder config name / sizes
   c.dataset.group_feature = ""  # if set, report group AUC over this feature
+  # Input pipeline (see jaxctr/data/loader.py). streaming: read the training and evaluation
+  # splits chunk by chunk with bounded memory (chunk order shuffled per epoch, rows shuffled
+  # within windows of shuffle_window chunks) instead of reading each split into memory.
+  c.dataset.streaming = False
+  c.dataset.shuffle_window = 8  # chunks per shuffle window (streaming only)
+  # Vocabulary-free ids, applied at preparation (see jaxctr/data/preprocess.py:
+  # PreprocessConfig); any change prepares the dataset again into its own folder.
+  c.dataset.hash_features = ""  # comma-separated categorical features, or "all": hashed ids
+  c.dataset.hash_hot_ids = 1024  # per hashed feature: most frequent tokens numbered 1..k
+  c.dataset.max_table_rows = 0  # > 0: other features' id = raw key mod this (MLPerf cap)
+  c.dataset.vocab_rows = 0  # > 0: count vocabularies over the first rows of train only
 
   c.model = "deepfm"
   c.model_config = ml_collections.ConfigDict()

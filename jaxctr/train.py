@@ -50,6 +50,7 @@ class Trainer:
       os.path.expanduser(config.dataset.data_dir),
       manual_dir=os.path.expanduser(config.dataset.manual_dir) or None,
       builder_kwargs=dict(config.dataset.builder_kwargs),
+      overrides=data_lib.config_overrides(config.dataset),
     )
     info = self.dataset.info
     self.features = tuple(info.features)
@@ -305,6 +306,8 @@ class Trainer:
       shard_index=0,
       num_shards=1,
       prefetch=cfg.prefetch,
+      in_memory=not cfg.dataset.streaming,
+      window_chunks=cfg.dataset.shuffle_window,
     )
     items = data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
     if self.offload is not None:  # stage 2: plan the cache, gather and transfer missing rows

@@ -1,32 +1,36 @@
 """Data pipeline: synthetic data, raw-format parsers, preprocessing, TFDS storage, loader.
 
 The trainer uses `load_dataset(...)` to get a `PreparedDataset` and `Loader` to batch a
-split; serving uses `PreparedDataset.encoder` (or `Encoder.load(data_dir)`).
+split; serving uses `PreparedDataset.encoder` (or `Encoder.load(data_dir)`). Names are
+imported on first use, so `jaxctr.data.feature_hash` (numpy only) loads without TFDS.
 """
 
-from jaxctr.data.builders import CtrConfig, PreparedDataset, load_dataset
-from jaxctr.data.loader import Loader, prefetch
-from jaxctr.data.memory import from_arrays
-from jaxctr.data.parsers import DataError
-from jaxctr.data.preprocess import DatasetInfo, Encoder, PreprocessConfig
-from jaxctr.data.storage import ArraySplit, SplitSource
-from jaxctr.data.synthetic import SyntheticConfig, SyntheticGenerator, auc, oracle_auc
+import importlib
 
-__all__ = [
-  "ArraySplit",
-  "CtrConfig",
-  "DataError",
-  "DatasetInfo",
-  "Encoder",
-  "Loader",
-  "PreparedDataset",
-  "PreprocessConfig",
-  "SplitSource",
-  "SyntheticConfig",
-  "SyntheticGenerator",
-  "from_arrays",
-  "auc",
-  "load_dataset",
-  "oracle_auc",
-  "prefetch",
-]
+_EXPORTS = {
+  "ArraySplit": "storage",
+  "CtrConfig": "builders",
+  "config_overrides": "builders",
+  "DataError": "parsers",
+  "DatasetInfo": "preprocess",
+  "Encoder": "preprocess",
+  "Loader": "loader",
+  "PreparedDataset": "builders",
+  "PreprocessConfig": "preprocess",
+  "SplitSource": "storage",
+  "SyntheticConfig": "synthetic",
+  "SyntheticGenerator": "synthetic",
+  "from_arrays": "memory",
+  "auc": "synthetic",
+  "load_dataset": "builders",
+  "oracle_auc": "synthetic",
+  "prefetch": "loader",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'jaxctr.data' has no attribute {name!r}")
+  return getattr(importlib.import_module(f"jaxctr.data.{_EXPORTS[name]}"), name)

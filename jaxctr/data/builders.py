@@ -21,6 +21,8 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 from typing import Any
 
@@ -86,6 +88,11 @@ class CtrConfig(tfds.core.BuilderConfig):
   num_fields: int = 0
   synthetic: synthetic.SyntheticConfig | None = None
   sizes: tuple[int, int, int] = (0, 0, 0)
+  # Vocabulary-free ids (see preprocess.PreprocessConfig).
+  hash_features: tuple[str, ...] = ()
+  hash_hot_ids: int = 1024
+  max_table_rows: int = 0
+  vocab_rows: int = 0
 
 
 class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -109,7 +116,12 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     nc, nn = self._shape()
     cols = {
       "label": tfds.features.Tensor(shape=(None,), dtype=np.float32, encoding="bytes"),
-      "cat": tfds.features.Tensor(shape=(None, nc), dtype=np.int32, encoding="bytes"),
+      # Hashed features' ids need 64 bits (see preprocess.cat_dtype).
+      "cat": tfds.features.Tensor(
+        shape=(None, nc),
+        dtype=np.int64 if self.builder_config.hash_features else np.int32,
+        encoding="bytes",
+      ),
     }
     # TFDS cannot decode a zero-width tensor; a dataset without numeric features stores no
     # `num` column and `ArrayRecordSplit` supplies an empty one.
@@ -124,7 +136,15 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _preprocess_config(self) -> preprocess.PreprocessConfig:
     c = self.builder_config
-    return preprocess.PreprocessConfig(c.min_count, c.numeric_fill, c.numeric_transform)
+    return preprocess.PreprocessConfig(
+      c.min_count,
+      c.numeric_fill,
+      c.numeric_transform,
+      hash_features=c.hash_features,
+      hash_hot_ids=c.hash_hot_ids,
+      max_table_rows=c.max_table_rows,
+      vocab_rows=c.vocab_rows,
+    )
 
   def _manual_file(self, dl_manager, candidates: tuple[str, ...]) -> str:
     try:
@@ -145,7 +165,7 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     num_names = names[1]
     info = preprocess.DatasetInfo(
       name=self.name,
-      features=preprocess.make_features(names[0], vocabs, num_names),
+      features=preprocess.make_features(names[0], vocabs, num_names, stats.sizes),
       num_examples={s: int(rows.get(s, (0, 0))[0]) for s in SPLITS},
       oracle_auc=oracle,
       numeric_stats=stats.numeric_stats(tuple(num_names)),
@@ -187,7 +207,12 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _text_pass1(self, spill, cfg, sources, parse_fn, names, fmt, format_kwargs):
     """Parses (path, fixed split or None) sources, spilling rows and counting train stats."""
     stats = preprocess.StatsCollector(
-      len(names[0]), len(names[1]), seed=self.builder_config.split_seed
+      len(names[0]),
+      len(names[1]),
+      seed=self.builder_config.split_seed,
+      modes=preprocess.categorical_modes(cfg, tuple(names[0])),
+      hot_ids=cfg.hash_hot_ids,
+      vocab_rows=cfg.vocab_rows,
     )
     rows: dict[str, list[float]] = {s: [0, 0.0] for s in SPLITS}
     report = parsers.ParseReport()
@@ -211,6 +236,8 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             which = ratio_split(
               c.line, self.builder_config.split_ratios, self.builder_config.split_seed
             )
+          elif callable(fixed):  # split indices from line numbers (e.g. halves of a file)
+            which = fixed(c.line)
           else:
             which = np.full(len(c), SPLITS.index(fixed))
           for k, s in enumerate(SPLITS):
@@ -233,10 +260,7 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           updates.popleft().result()
     if rows["train"][0] == 0:
       raise parsers.DataError(f"{self.name}: no valid training rows in {[p for p, _ in sources]}")
-    vocabs = [
-      preprocess.build_vocabulary(k, n, cfg.min_count)
-      for k, n in (c.result() for c in stats.counters)
-    ]
+    vocabs = stats.vocabularies(tuple(names[0]), cfg)
     extra = {
       "source_format": fmt,
       "format_kwargs": format_kwargs,
@@ -284,7 +308,22 @@ class SyntheticCtr(_CtrBuilder):
     del dl_manager
     scfg = self.builder_config.synthetic
     gen = synthetic.SyntheticGenerator(scfg)
-    stats = preprocess.StatsCollector(0, scfg.num_numeric)
+    names = (
+      tuple(f"C{i + 1}" for i in range(scfg.num_categorical)),
+      tuple(f"I{i + 1}" for i in range(scfg.num_numeric)),
+    )
+    modes = preprocess.categorical_modes(cfg, names[0])
+    # Synthetic ids are already dense: vocabularies are counted only when they can differ
+    # from the identity (a threshold, a counting window, or ids that drift).
+    counted = scfg.drift > 0 or cfg.min_count > 1 or cfg.vocab_rows > 0
+    identity = [m == preprocess.VOCAB and not counted for m in modes]
+    stats = preprocess.StatsCollector(
+      scfg.num_categorical,
+      scfg.num_numeric,
+      modes=tuple("identity" if i else m for m, i in zip(modes, identity, strict=True)),
+      hot_ids=cfg.hash_hot_ids,
+      vocab_rows=cfg.vocab_rows,
+    )
     rows, oracle = {}, {}
     for s, n in zip(SPLITS, self.builder_config.sizes, strict=True):
       labels, logits = [], []
@@ -296,15 +335,15 @@ class SyntheticCtr(_CtrBuilder):
         labels.append(d["label"])
         logits.append(d["logit"])
         if s == "train":
-          stats.update(d["cat"][:, :0], d["num"].astype(np.float64))
+          stats.update(d["cat"].astype(np.int64), d["num"].astype(np.float64))
       y = np.concatenate(labels) if labels else np.zeros(0)
       rows[s] = (n, float(y.sum()))
       oracle[s] = synthetic.auc(y, np.concatenate(logits)) if n else float("nan")
-    vocabs = [preprocess.identity_vocabulary(v) for v in gen.vocab_sizes]
-    names = (
-      tuple(f"C{i + 1}" for i in range(scfg.num_categorical)),
-      tuple(f"I{i + 1}" for i in range(scfg.num_numeric)),
-    )
+    vocabs = stats.vocabularies(names[0], cfg)
+    for f, v in enumerate(gen.id_spaces):
+      if identity[f]:
+        vocabs[f] = preprocess.identity_vocabulary(v)
+        stats.sizes[f] = vocabs[f].size
     extra = {"source_format": "synthetic", "synthetic": dataclasses.asdict(scfg)}
     return stats, rows, extra, vocabs, names, oracle
 
@@ -335,6 +374,38 @@ class Criteo(_CtrBuilder):
       "criteo",
       {"has_label": True},
     )
+
+
+class CriteoTerabyte(_CtrBuilder):
+  """Criteo 1TB click logs: day_0..day_23 (plain or .gz) split by day as in MLPerf DLRM.
+
+  Days 0-22 are the training split; day 23 is split in two by line: its first
+  ceil(lines / 2) lines are the test split, the rest the validation split (MLPerf's
+  reference `CriteoDataset`). Categorical ids come from a frequency-threshold vocabulary
+  (`min_count`) or, as MLPerf does (`--max-ind-range`), from the raw hex value modulo a
+  fixed number of rows per table (`max_table_rows`, blank tokens as 0): no vocabulary pass.
+  """
+
+  NUM_CAT, NUM_NUM = 26, 13
+  DAYS = 24
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place day_0 .. day_23 (each plain or .gz) in manual_dir."
+  BUILDER_CONFIGS = [
+    CtrConfig(name="default", min_count=10),
+    CtrConfig(name="mlperf", max_table_rows=40_000_000),
+  ]
+
+  def _pass1(self, dl_manager, spill, cfg):
+    paths = [self._manual_file(dl_manager, (f"day_{d}", f"day_{d}.gz")) for d in range(self.DAYS)]
+    lines = sum(block.count(b"\n") for block in storage.read_blocks(paths[-1]))
+    half = -(-lines // 2)
+    last_day = lambda line: np.where(line <= half, SPLITS.index("test"), SPLITS.index("valid"))
+    sources = [(p, "train") for p in paths[:-1]] + [(paths[-1], last_day)]
+    names = (parsers.CRITEO_CATEGORICAL, parsers.CRITEO_NUMERIC)
+    out = self._text_pass1(
+      spill, cfg, sources, parsers.parse_criteo, names, "criteo", {"has_label": True}
+    )
+    out[2]["day_23_lines"] = lines
+    return out
 
 
 class Avazu(_CtrBuilder):
@@ -378,7 +449,13 @@ class Libfm(_CtrBuilder):
     )
 
 
-BUILDERS = {"synthetic_ctr": SyntheticCtr, "criteo": Criteo, "avazu": Avazu, "libfm": Libfm}
+BUILDERS = {
+  "synthetic_ctr": SyntheticCtr,
+  "criteo": Criteo,
+  "criteo_1tb": CriteoTerabyte,
+  "avazu": Avazu,
+  "libfm": Libfm,
+}
 
 
 @dataclasses.dataclass
@@ -399,12 +476,47 @@ class PreparedDataset:
     return preprocess.Encoder.load(self.data_dir)
 
 
+def config_overrides(dataset_cfg) -> dict[str, Any]:
+  """Builder config changes asked for by `config.dataset` (only non-default values)."""
+  out: dict[str, Any] = {}
+  names = tuple(n.strip() for n in str(dataset_cfg.hash_features).split(",") if n.strip())
+  if names:
+    out["hash_features"] = names
+    out["hash_hot_ids"] = int(dataset_cfg.hash_hot_ids)
+  for key in ("max_table_rows", "vocab_rows"):
+    if int(dataset_cfg[key]):
+      out[key] = int(dataset_cfg[key])
+  return out
+
+
+def derive_config(builder_cls, config, overrides: dict[str, Any]) -> CtrConfig:
+  """`config` (a name, a `CtrConfig` or None: the first) with `overrides` applied.
+
+  The derived config's name is the base name plus a digest of the overrides, so each
+  combination is prepared once into its own folder.
+  """
+  if config is None or isinstance(config, str):
+    by_name = {c.name: c for c in builder_cls.BUILDER_CONFIGS}
+    name = config or builder_cls.BUILDER_CONFIGS[0].name
+    if name not in by_name:
+      raise ValueError(f"unknown config {name!r} of {builder_cls.__name__}; have {sorted(by_name)}")
+    config = by_name[name]
+  fields = {f.name for f in dataclasses.fields(CtrConfig)}
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(f"unknown builder config fields {unknown}")
+  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+  digest = hashlib.sha1(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+  return dataclasses.replace(config, name=f"{config.name}_{digest}", **overrides)
+
+
 def load_dataset(
   name: str,
   data_dir: str,
   *,
   manual_dir: str | None = None,
   builder_kwargs: dict[str, Any] | None = None,
+  overrides: dict[str, Any] | None = None,
 ) -> PreparedDataset:
   """Prepares `name` under `data_dir` on first use (never downloads) and opens it.
 
@@ -413,6 +525,8 @@ def load_dataset(
     data_dir: TFDS data directory.
     manual_dir: Folder holding the raw files of a real dataset.
     builder_kwargs: Extra builder arguments, e.g. `{"config": "small"}` or a `CtrConfig`.
+    overrides: `CtrConfig` fields to change in the chosen config (e.g. `hash_features`);
+      the result is prepared as its own config (see `derive_config`).
   """
   base, _, config = name.partition("/")
   if base not in BUILDERS:
@@ -420,6 +534,8 @@ def load_dataset(
   kw = dict(builder_kwargs or {})
   if config:
     kw.setdefault("config", config)
+  if overrides:
+    kw["config"] = derive_config(BUILDERS[base], kw.get("config"), overrides)
   builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kw)
   dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
   builder.download_and_prepare(download_config=dl_config)

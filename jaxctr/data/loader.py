@@ -7,8 +7,11 @@ batch on (bit-exact resume). `batch_size` is the global batch; shard `i` of `n` 
 `[i * B/n, (i + 1) * B/n)` of every global batch, so hosts see disjoint parts.
 
 In-memory mode (default) reads the whole split into contiguous arrays once. Streaming mode
-(`in_memory=False`) shuffles the chunk order per epoch and rows within windows of
-`window_chunks` chunks, keeping only a window in memory.
+(`in_memory=False`, `config.dataset.streaming`) shuffles the chunk order per epoch and rows
+within windows of `window_chunks` chunks (`config.dataset.shuffle_window`), keeping only a
+window in memory, so memory does not grow with the split. Resuming at step k skips the
+windows before it without reading them. Both modes visit every row once per epoch (with
+`drop_remainder`, all but the same number of rows), in different orders.
 
 With `drop_remainder=False` (evaluation) the last global batch is padded to `batch_size`
 and every batch carries `mask` f32 [B] (1 real row, 0 padding).
@@ -115,6 +118,10 @@ class Loader:
   ):
     if batch_size % num_shards:
       raise ValueError(f"batch_size {batch_size} is not divisible by num_shards {num_shards}")
+    if window_chunks < 1:
+      raise ValueError(
+        f"window_chunks (config.dataset.shuffle_window) must be >= 1, got {window_chunks}"
+      )
     if not 0 <= shard_index < num_shards:
       raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
     self.source = source

@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from jaxctr.data import feature_hash, sketch
 from jaxctr.embeddings.specs import CATEGORICAL, NUMERIC, FeatureSpec
 
 INFO_FILE = "jaxctr_info.json"
 VOCAB_FILE = "jaxctr_vocab.npz"
 SAMPLE_SIZE = 4096
+VOCAB, HASH, MODULO = "vocab", "hash", "modulo"  # how a categorical feature gets ids
 FILLS = ("zero", "mean")
 TRANSFORMS = ("log1p_standardize", "log1p", "none")
 
@@ -37,13 +39,32 @@ class PreprocessConfig:
     numeric_fill: Raw value used for a missing numeric cell: `zero` or the training `mean`.
     numeric_transform: `log1p_standardize` (sign(x) * log1p(|x|), then standardised with
       training statistics), `log1p` or `none`.
+    hash_features: Categorical features declared `hash` (names, or `all`): no vocabulary;
+      raw tokens become ids by `feature_hash.hash_ids` (int64 in [2**62, 2**63)), except the
+      `hash_hot_ids` most frequent training tokens (found by a bounded-memory sketch,
+      `sketch.HotSet`), which are numbered 1..k by frequency so double hashing's hot rows
+      work as with vocabularies. Prepared `cat` columns are then int64.
+    max_table_rows: If > 0, the other categorical features get no vocabulary either: the raw
+      key modulo `max_table_rows` is the id, a blank token 0 (MLPerf DLRM's cap on table
+      rows, `--max-ind-range`).
+    vocab_rows: If > 0, vocabularies count only the first `vocab_rows` training rows (a
+      vocabulary from an earlier window, as when it is refreshed less often than training).
   """
 
   min_count: int = 1
   numeric_fill: str = "zero"
   numeric_transform: str = "log1p_standardize"
+  hash_features: tuple[str, ...] = ()
+  hash_hot_ids: int = 1024
+  max_table_rows: int = 0
+  vocab_rows: int = 0
 
   def __post_init__(self):
+    hf = self.hash_features
+    object.__setattr__(self, "hash_features", (hf,) if isinstance(hf, str) else tuple(hf))
+    for key in ("hash_hot_ids", "max_table_rows", "vocab_rows"):
+      if int(getattr(self, key)) < 0:
+        raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
     if self.numeric_fill not in FILLS:
       raise ValueError(f"numeric_fill must be one of {FILLS}, got {self.numeric_fill!r}")
     if self.numeric_transform not in TRANSFORMS:
@@ -89,8 +110,26 @@ class _Counter:
 class StatsCollector:
   """Pass-1 accumulator of categorical counts and numeric statistics."""
 
-  def __init__(self, num_categorical: int, num_numeric: int, seed: int = 0):
-    self.counters = [_Counter() for _ in range(num_categorical)]
+  def __init__(
+    self,
+    num_categorical: int,
+    num_numeric: int,
+    seed: int = 0,
+    *,
+    modes: tuple[str, ...] | None = None,
+    hot_ids: int = 0,
+    vocab_rows: int = 0,
+  ):
+    self.modes = modes or (VOCAB,) * num_categorical
+    # Only vocabulary features are counted exactly; hashed ones get bounded-memory sketches.
+    self.counters = [_Counter() if m == VOCAB else None for m in self.modes]
+    # Hot sets from every 4th row (see sketch.HotSet), twice as many candidates as kept.
+    self.hot = [
+      sketch.HotSet(2 * hot_ids, sample_every=4) if m == HASH else None for m in self.modes
+    ]
+    self.distinct = [sketch.DistinctCount() if m == HASH else None for m in self.modes]
+    self.hot_ids, self.vocab_rows, self.rows_counted = hot_ids, vocab_rows, 0
+    self.sizes: list[int] | None = None  # set by `vocabularies`
     n = num_numeric
     self.count = np.zeros(n, np.int64)
     self.missing = np.zeros(n, np.int64)
@@ -105,8 +144,16 @@ class StatsCollector:
 
   def update(self, cat: np.ndarray, num: np.ndarray) -> None:
     cat_t = np.ascontiguousarray(cat.T)  # one transpose instead of a strided copy per field
+    take = len(cat)
+    if self.vocab_rows:
+      take = max(0, min(take, self.vocab_rows - self.rows_counted))
+    self.rows_counted += take
     for f, counter in enumerate(self.counters):
-      counter.add(cat_t[f])
+      if counter is not None and take:
+        counter.add(cat_t[f, :take])
+      if self.hot[f] is not None:
+        self.hot[f].add(cat_t[f])
+        self.distinct[f].add(cat_t[f])
     if num.shape[1] == 0 or len(num) == 0:
       return
     miss = np.isnan(num)
@@ -134,6 +181,29 @@ class StatsCollector:
         keep = np.argpartition(p, SAMPLE_SIZE)[:SAMPLE_SIZE]
         v, p = v[keep], p[keep]
       self._sample[j], self._prio[j] = v, p
+
+  def vocabularies(self, names: tuple[str, ...], cfg: PreprocessConfig) -> list[Vocabulary]:
+    """Per categorical feature its `Vocabulary` (a hashed feature's: its hot set).
+
+    Their sizes (`FeatureSpec.vocab_size`) are kept in `self.sizes`.
+    """
+    vocabs, sizes = [], []
+    for f, (name, mode) in enumerate(zip(names, self.modes, strict=True)):
+      if mode == VOCAB:
+        v = build_vocabulary(*self.counters[f].result(), cfg.min_count)
+        vocabs.append(v)
+        sizes.append(v.size)
+      elif mode == HASH:
+        raw, _ = self.hot[f].ranked(self.hot_ids)
+        k = len(raw)
+        vocabs.append(_ranked_vocabulary(feature_hash.hash_ids(raw, name)))
+        # Bucketed methods size their tables as fractions of this (hashed ids exceed it).
+        sizes.append(max(self.distinct[f].estimate(), k) + 1)
+      else:
+        vocabs.append(_ranked_vocabulary(np.zeros(0, np.int64)))
+        sizes.append(cfg.max_table_rows)
+    self.sizes = sizes
+    return vocabs
 
   def numeric_stats(self, names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     out = []
@@ -254,6 +324,33 @@ def build_vocabulary(keys: np.ndarray, counts: np.ndarray, min_count: int) -> Vo
   return Vocabulary(k, ids)
 
 
+def _ranked_vocabulary(keys_by_rank: np.ndarray) -> Vocabulary:
+  """Keys in rank order -> ids 1..k."""
+  keys = np.asarray(keys_by_rank, np.int64)
+  srt = np.argsort(keys, kind="stable")
+  return Vocabulary(keys[srt], (srt + 1).astype(np.int32))
+
+
+def categorical_modes(cfg: PreprocessConfig, names: tuple[str, ...]) -> tuple[str, ...]:
+  """`vocab`, `hash` or `modulo` per categorical feature (see `PreprocessConfig`)."""
+  hashed = set(cfg.hash_features)
+  if "all" in hashed:
+    hashed = set(names)
+  unknown = sorted(hashed - set(names))
+  if unknown:
+    raise ValueError(
+      f"hash_features: {unknown} are not categorical features of this dataset; "
+      f"expected some of {list(names)} or 'all'"
+    )
+  other = MODULO if cfg.max_table_rows else VOCAB
+  return tuple(HASH if n in hashed else other for n in names)
+
+
+def cat_dtype(modes: tuple[str, ...]) -> type:
+  """Stored dtype of `cat`: int64 when a feature is hashed (ids >= 2**62), else int32."""
+  return np.int64 if HASH in modes else np.int32
+
+
 def identity_vocabulary(size: int) -> Vocabulary:
   """Keys 1..size map to themselves (synthetic data, where ids are already dense)."""
   ids = np.arange(1, size + 1, dtype=np.int32)
@@ -324,10 +421,11 @@ class DatasetInfo:
       return cls.from_json(json.load(fh))
 
 
-def make_features(cat_names, vocabs: list[Vocabulary], num_names) -> tuple[FeatureSpec, ...]:
-  cats = [
-    FeatureSpec(n, CATEGORICAL, vocab_size=v.size) for n, v in zip(cat_names, vocabs, strict=True)
-  ]
+def make_features(
+  cat_names, vocabs: list[Vocabulary], num_names, sizes: list[int] | None = None
+) -> tuple[FeatureSpec, ...]:
+  sizes = sizes or [v.size for v in vocabs]
+  cats = [FeatureSpec(n, CATEGORICAL, vocab_size=v) for n, v in zip(cat_names, sizes, strict=True)]
   return tuple(cats + [FeatureSpec(n, NUMERIC) for n in num_names])
 
 
@@ -338,6 +436,9 @@ class Encoder:
     self.info = info
     self.vocabs = vocabs
     cfg = PreprocessConfig(**info.preprocess)
+    self.names = tuple(f.name for f in info.categorical)
+    self.modes = categorical_modes(cfg, self.names)
+    self.max_table_rows = cfg.max_table_rows
     self.transform = cfg.numeric_transform
     st = info.numeric_stats
     self.fill = np.array([s["mean"] if cfg.numeric_fill == "mean" else 0.0 for s in st])
@@ -359,11 +460,22 @@ class Encoder:
     return cls(info, vocabs)
 
   def encode(self, cat_keys: np.ndarray, num_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raw keys int64 [n, F] and raw numbers [n, N] (NaN = missing) -> (int32 ids, float32)."""
+    """Raw keys int64 [n, F] and raw numbers [n, N] (NaN = missing) -> (ids, float32).
+
+    Ids are int32, or int64 when a feature is hashed (see `cat_dtype`).
+    """
     keys_t = np.ascontiguousarray(np.asarray(cat_keys).T)
-    cat_t = np.empty(keys_t.shape, np.int32)
+    cat_t = np.empty(keys_t.shape, cat_dtype(self.modes))
     for f, v in enumerate(self.vocabs):
-      cat_t[f] = v.encode(keys_t[f])
+      if self.modes[f] == HASH:
+        h = feature_hash.hash_ids(keys_t[f], self.names[f])
+        hot = v.encode(h)
+        cat_t[f] = np.where(hot > 0, hot, h)
+      elif self.modes[f] == MODULO:
+        k = keys_t[f].astype(np.int64)
+        cat_t[f] = np.where(k < 0, 0, k % self.max_table_rows)  # blank (-1) is 0, as in MLPerf
+      else:
+        cat_t[f] = v.encode(keys_t[f])
     cat = np.ascontiguousarray(cat_t.T)
     x = np.asarray(num_raw, np.float64)
     x = np.where(np.isnan(x), self.fill, x)

@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import dataclasses
+import gzip
 import itertools
 import mmap
 import multiprocessing
@@ -49,11 +50,16 @@ def check_file(path: str | os.PathLike) -> None:
     raise DataError(f"data file is empty: {path}")
 
 
+def open_raw(path):
+  """Opens a raw file for binary reading; `.gz` files are decompressed on the fly."""
+  return gzip.open(path, "rb") if os.fspath(path).endswith(".gz") else open(path, "rb")
+
+
 def read_blocks(path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-  """Yields blocks of whole lines (each ending with a newline)."""
+  """Yields blocks of whole lines (each ending with a newline); `.gz` files are decompressed."""
   check_file(path)
   rest = b""
-  with open(path, "rb") as fh:
+  with open_raw(path) as fh:
     while True:
       data = fh.read(block_bytes)
       if not data:

@@ -87,6 +87,8 @@ class SyntheticConfig:
     bias: Logit bias (gives CTR ~0.25 with the default strengths).
     pairwise_only: Labels depend only on the pairwise interactions (no first-order, no
       numeric signal), so first-order models stay near AUC 0.5.
+    drift: Fraction of categorical draws from new ids (see `id_spaces`); 0: none.
+    drift_start: First training row with new ids (rows before it have none).
   """
 
   num_numeric: int = 13
@@ -105,6 +107,11 @@ class SyntheticConfig:
   s_pair: float = 1.0
   bias: float = -1.45
   pairwise_only: bool = False
+  # Id drift (`drift_ids`): a `drift` fraction of the draws of every field comes from v new
+  # ids (v+1..2v, same popularity law, their own planted weights) in training rows from
+  # `drift_start` on and in all validation and test rows; 0 leaves the data unchanged.
+  drift: float = 0.0
+  drift_start: int = 0
 
   def resolved_vocab_sizes(self) -> tuple[int, ...]:
     if self.vocab_sizes is not None:
@@ -175,15 +182,23 @@ class SyntheticGenerator:
     # field's Zipf distribution; index 0 (OOV) is unused.
     self.first, self.latent = [], {}
     need = {f for p in self.pairs for f in p}
+    if not 0.0 <= cfg.drift <= 1.0:
+      raise ValueError(f"SyntheticConfig.drift must be in [0, 1], got {cfg.drift}")
+    self.id_spaces = tuple(v * (2 if cfg.drift else 1) for v in self.vocab_sizes)
     for f, v in enumerate(self.vocab_sizes):
-      ids = np.arange(v + 1)
-      p = np.zeros(v + 1)
-      p[self.ids_by_rank[f]] = np.diff(self.cdfs[f], prepend=0.0)
+      ids = np.arange(self.id_spaces[f] + 1)
       w = hash_unit(ids, cfg.seed, f, 1)
-      self.first.append(self.alpha[f] * (w - p @ w))
+      lat = np.stack([hash_unit(ids, cfg.seed, f, 2 + j) for j in range(k)], axis=1)
+      first, latent = np.zeros_like(w), np.zeros_like(lat)
+      for shift in range(0, self.id_spaces[f], v):  # old ids, then new ids (drift)
+        p = np.zeros(len(ids))
+        p[self.ids_by_rank[f] + shift] = np.diff(self.cdfs[f], prepend=0.0)
+        part = p > 0
+        first[part] = self.alpha[f] * (w - p @ w)[part]
+        latent[part] = (lat - p @ lat)[part]
+      self.first.append(first)
       if f in need:
-        lat = np.stack([hash_unit(ids, cfg.seed, f, 2 + j) for j in range(k)], axis=1)
-        self.latent[f] = lat - p @ lat
+        self.latent[f] = latent
 
   def _block(self, split: int, block: int, rows: int) -> dict[str, np.ndarray]:
     cfg = self.config
@@ -196,9 +211,17 @@ class SyntheticGenerator:
       logit += self.w_num_pair * z[:, 0] * z[:, 1]
     u = rng.random((rows, cfg.num_categorical))
     cat = np.empty((rows, cfg.num_categorical), np.int32)
+    new = None
+    if cfg.drift:  # its own stream: data without drift stays bit-identical
+      first_row = block * BLOCK_ROWS
+      on = np.arange(first_row, first_row + rows) >= (cfg.drift_start if split == 0 else 0)
+      d_rng = np.random.default_rng([cfg.seed, 3, split, block])
+      new = on[:, None] & (d_rng.random((rows, cfg.num_categorical)) < cfg.drift)
     for f, v in enumerate(self.vocab_sizes):
       rank = np.minimum(np.searchsorted(self.cdfs[f], u[:, f], side="right"), v - 1)
       cat[:, f] = self.ids_by_rank[f][rank]
+      if new is not None:
+        cat[:, f] += v * new[:, f]
       logit += self.first[f][cat[:, f]]
     for (f, h), bt in zip(self.pairs, self.beta, strict=True):
       dot = np.einsum("nk,nk->n", self.latent[f][cat[:, f]], self.latent[h][cat[:, h]])
@@ -215,7 +238,7 @@ class SyntheticGenerator:
     """Rows `[start, start + n)` of a split.
 
     Returns:
-      `label` float32 [n], `cat` int32 [n, F] in [1, vocab_f], `num` float32 [n, N] raw
+      `label` float32 [n], `cat` int32 [n, F] in [1, vocab_f] ([1, 2 vocab_f] with drift), `num` float32 [n, N] raw
       non-negative counts, `logit` float32 [n] (the planted oracle logit).
     """
     split = SPLIT_INDEX[split] if isinstance(split, str) else int(split)

@@ -116,7 +116,8 @@ def transform(plan: Plan, ids: np.ndarray) -> dict[str, np.ndarray]:
     hot, h1, h2 = hashing.double_hash(ids, e.hot_ids, e.num_buckets, e.seed)
     return {f"{f.name}/hot": hot, f"{f.name}/h1": h1, f"{f.name}/h2": h2}
   if plan.method == "qr":
-    q, r = hashing.quotient_remainder(ids, e.num_buckets)
+    q_rows = hashing.quotient_rows(plan.table.vocab_size, e.num_buckets)
+    q, r = hashing.quotient_remainder(ids, e.num_buckets, q_rows)
     return {f"{f.name}/q": q, f"{f.name}/r": r}
   raise ValueError(f"feature {f.name!r}: method {plan.method!r} has no id transform")
 

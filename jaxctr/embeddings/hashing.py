@@ -105,11 +105,20 @@ def double_hash(
   return hot, h1, h2
 
 
-def quotient_remainder(ids: np.ndarray, num_remainder: int) -> tuple[np.ndarray, np.ndarray]:
-  """Ids -> (id // m, id % m); the pair is unique per id. Negative ids give (-1, -1)."""
+def quotient_remainder(
+  ids: np.ndarray, num_remainder: int, num_quotient: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+  """Ids -> (id // m, id % m); the pair is unique per id. Negative ids give (-1, -1).
+
+  With `num_quotient`, the quotient is taken modulo it: ids beyond the table (vocabulary-free
+  hashed ids, up to 2**63) share quotient rows; ids below `num_quotient * m` are unchanged.
+  """
   ids = np.asarray(ids, np.int64)
   valid = ids >= 0
-  q = np.where(valid, ids // num_remainder, -1)
+  q = ids // num_remainder
+  if num_quotient is not None:
+    q %= num_quotient
+  q = np.where(valid, q, -1)
   r = np.where(valid, ids % num_remainder, -1)
   return q, r
 
