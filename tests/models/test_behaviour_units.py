@@ -182,7 +182,6 @@ def _inputs(name, cfg, seed=0, batch=8, length=10, dim=4):
 
 BEHAVIOUR_VARIANTS = {
   "din": {"hidden": (8,), "attention_hidden": (6,)},
-  "din_softmax_prelu": {"hidden": (8,), "softmax": True, "attention_activation": "prelu"},
   "can": {"hidden": (8,), "feed_dim": 2, "micro_hidden": (3, 2)},
   "sim_soft": {"hidden": (8,), "top_k": 4, "short_len": 3},
   "sim_hard": {"hidden": (8,), "top_k": 4, "short_len": 3, "search": "hard"},
