@@ -4,6 +4,7 @@ The trainer uses `load_dataset(...)` to get a `PreparedDataset` and `Loader` to 
 split; serving uses `PreparedDataset.encoder` (or `Encoder.load(data_dir)`).
 """
 
+from jaxctr.data import behaviour_builders  # noqa: F401  (registers the behaviour builders)
 from jaxctr.data.builders import CtrConfig, PreparedDataset, load_dataset
 from jaxctr.data.loader import Loader, prefetch
 from jaxctr.data.memory import from_arrays
