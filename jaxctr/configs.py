@@ -36,6 +36,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_config = ml_collections.ConfigDict()
   c.embed_dim = 16
 
+  # Behaviour data (jaxctr/data/behaviour.py): pooling of every sequence feature
+  # (sum|mean|max|none); "": a behaviour model's own ("none": [B, L, D] + mask), else the
+  # dataset's declared pooling (sum for the history columns).
+  c.sequence_pooling = ""
+
   # Sparse tables: one table per categorical feature, updated row-wise.
   c.embedding = ml_collections.ConfigDict()
   c.embedding.optimizer = "adam_lazy"  # sgd|adagrad|rowwise_adagrad|adam_lazy|adam|ftrl

@@ -9,11 +9,13 @@ numeric encoders) on the way.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from jaxctr.crosses import CROSS_KEY
@@ -22,6 +24,7 @@ from jaxctr.embeddings import numeric as numeric_lib
 from jaxctr.embeddings.specs import (
   CATEGORICAL,
   NUMERIC,
+  POOLINGS,
   SEQUENCE,
   EncoderSpec,
   FeatureSpec,
@@ -29,7 +32,7 @@ from jaxctr.embeddings.specs import (
   SpecError,
   TableSpec,
 )
-from jaxctr.models.base import CTRModel, ModelInputs
+from jaxctr.models.base import CTRModel, ModelInputs, split_output
 
 # Keys of config.embedding that may be overridden per feature/table.
 METHOD_KEYS = (
@@ -116,10 +119,47 @@ def encoder_spec(settings: dict, vocab: int) -> EncoderSpec:
   )
 
 
-def table_dim(model_cls, embed_dim: int, num_fields: int) -> int:
-  """Row width the model needs: D, D+1 with a first-order column, or model-defined."""
+def model_features(
+  features: Sequence[FeatureSpec], model_cls, pooling: str = ""
+) -> tuple[FeatureSpec, ...]:
+  """The dataset's features with the pooling of sequence features this run uses.
+
+  ``pooling`` (``config.sequence_pooling``) wins; else a behaviour model's
+  ``sequence_pooling`` ("none": unpooled [B, L, D] sequences); else the dataset's
+  declared pooling (e.g. a DNN over the sum-pooled history).
+  """
+  if pooling and pooling not in POOLINGS:
+    raise SpecError(f"config.sequence_pooling: unknown {pooling!r}; expected one of {POOLINGS}")
+  want = pooling or getattr(model_cls, "sequence_pooling", None)
+  if not want:
+    return tuple(features)
+  return tuple(dataclasses.replace(f, pooling=want) if f.kind == SEQUENCE else f for f in features)
+
+
+def id_columns(model_cls, features: Sequence[FeatureSpec]) -> tuple[str, ...]:
+  """Batch columns a model that ``needs_ids`` reads raw (``cat`` and every sequence)."""
+  if not getattr(model_cls, "needs_ids", False):
+    return ()
+  return ("cat", *(f.name for f in features if f.kind == SEQUENCE))
+
+
+def training_loss(network, out, labels) -> jax.Array:
+  """Mean sigmoid cross-entropy plus the model's auxiliary terms (see `ModelOutput`)."""
+  logits, aux = split_output(out)
+  loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
+  return loss + network.model.aux_loss(aux, logits, labels)
+
+
+def table_dim(model_cls, embed_dim: int, num_fields: int, model_config=None) -> int:
+  """Row width the model needs: D, D+1 with a first-order column, or model-defined.
+
+  A model's ``table_dim(embed_dim, num_fields[, model_config])`` may read its config
+  (CAN's co-action columns depend on its micro-MLP).
+  """
   custom = getattr(model_cls, "table_dim", None)
   if custom is not None:
+    if getattr(model_cls, "table_dim_reads_config", False):
+      return int(custom(embed_dim, num_fields, model_config))
     return int(custom(embed_dim, num_fields))
   return embed_dim + (1 if model_cls.needs_linear else 0)
 
@@ -207,6 +247,9 @@ class FeatureEncoder(nnx.Module):
       if f.kind == CATEGORICAL or (f.kind == SEQUENCE and f.pooling != "none")
     )
     self.unpooled = tuple(f.name for f in features if f.kind == SEQUENCE and f.pooling == "none")
+    cats = [f.name for f in features if f.kind == CATEGORICAL]
+    self.id_sources = tuple((f.name, "cat", cats.index(f.name)) for f in features if f.name in cats)
+    self.id_sources += tuple((f.name, f.name, -1) for f in features if f.kind == SEQUENCE)
     n_num = sum(f.kind == NUMERIC for f in features)
     groups: dict[EncoderSpec, list[str]] = {}
     for p in collection.dhe if collection is not None else ():
@@ -272,7 +315,17 @@ class FeatureEncoder(nnx.Module):
       v = feats[n]
       seqs[n] = v[..., :-1] if self.needs_linear else v
       seqs[n + "/mask"] = feats[n + "/mask"]
-    return ModelInputs(fields=fields, dense=dense, linear=linear, sequences=seqs)
+    # Raw ids ride along only when the trainer put their columns in the batch (a model that
+    # `needs_ids`); they are search keys, not embedded.
+    ids = {
+      name: (batch[col][:, i] if i >= 0 else batch[col])
+      for name, col, i in self.id_sources
+      if col in batch
+    }
+    names = self.pooled + tuple(f"numeric{j}" for j in range(self._num_fields))
+    return ModelInputs(
+      fields=fields, dense=dense, linear=linear, sequences=seqs, field_names=names, ids=ids
+    )
 
 
 def numeric_kinds(cfg, features: Sequence[FeatureSpec]) -> list[str]:

@@ -74,8 +74,13 @@ class Trainer:
         f"{config.dataset.name}"
       )
     model_cls = models.get_model_class(config.model)
+    # Sequence pooling of this run (behaviour models read unpooled [B, L, D] histories).
+    self.features = features_lib.model_features(self.features, model_cls, config.sequence_pooling)
+    self.id_keys = features_lib.id_columns(model_cls, self.features)
     cat_features = [f for f in self.features if f.kind != "numeric"]
-    dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features))
+    dim = features_lib.table_dim(
+      model_cls, config.embed_dim, len(cat_features), config.model_config
+    )
     tables = features_lib.table_specs(self.features, config.embedding, dim)
     emb_features = list(self.features)
     self.crosses = None
@@ -249,8 +254,8 @@ class Trainer:
     def loss_fn(params, rows):
       net = self._network(params, state["rest"])
       feats = self.collection.assemble(rows, ids)
-      logits = net(feats, batch, train=True, rngs=nnx.Rngs(dropout=dropout_key))
-      loss = optax.sigmoid_binary_cross_entropy(logits, batch["label"]).mean()
+      out = net(feats, batch, train=True, rngs=nnx.Rngs(dropout=dropout_key))
+      loss = features_lib.training_loss(net, out, batch["label"])  # + model aux terms
       _, _, rest = nnx.split(net, nnx.Param, ...)
       return loss, rest
 
@@ -276,15 +281,15 @@ class Trainer:
     mini = frozenset(self.offload.stacks) if self.offload is not None else frozenset()
     rows = self.collection.gather(state["emb"], ids, mini)
     net = self._network(state["params"], state["rest"])
-    logits = net(self.collection.assemble(rows, ids, mini), batch, train=False)
-    return jax.nn.sigmoid(logits)
+    out = net(self.collection.assemble(rows, ids, mini), batch, train=False)
+    return jax.nn.sigmoid(models.split_output(out)[0])
 
   # ------------------------------------------------------------------- data
   def _device_batch(self, batch):
     if self.crosses is not None:
       batch = dict(batch, **{crosses_lib.CROSS_KEY: self.crosses.ids(batch)})
     ids = self.collection.prepare(batch)
-    keys = ("label", "num", "mask")
+    keys = ("label", "num", "mask", *self.id_keys)  # raw ids: search keys of behaviour models
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
     if self.offload is not None:  # stage 2 rewrites the ids into cache slots, then transfers
       return dev, ids, batch

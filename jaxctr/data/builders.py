@@ -528,6 +528,8 @@ def load_dataset(
     overrides: `CtrConfig` fields to change in the chosen config (e.g. `hash_features`);
       the result is prepared as its own config (see `derive_config`).
   """
+  from jaxctr.data import behaviour_builders  # noqa: F401  (registers the behaviour builders)
+
   base, _, config = name.partition("/")
   if base not in BUILDERS:
     raise ValueError(f"unknown dataset {base!r}; expected one of {sorted(BUILDERS)}")

@@ -467,10 +467,7 @@ class EmbeddingCollection:
         if f.pooling == "none":
           out[f.name], out[f.name + "/mask"] = v, mask
         else:
-          pooled = v.sum(axis=1)  # padded positions read zero rows
-          if f.pooling == "mean":
-            pooled = pooled / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
-          out[f.name] = pooled
+          out[f.name] = encoders.pool(v, mask, f.pooling)
     phys, out = out, {}
     for p in self.plans:
       name = p.feature.name

@@ -153,7 +153,20 @@ def combine(plan: Plan, parts: Mapping[str, jnp.ndarray], masks: Mapping[str, jn
   if f.pooling == "none":
     return v * mask[..., None], mask
   # Masked positions may hold a remainder factor's product with a zero row; zero them.
-  pooled = (v * mask[..., None]).sum(axis=1)
-  if f.pooling == "mean":
+  return pool(v * mask[..., None], mask, f.pooling)
+
+
+def pool(v: jnp.ndarray, mask: jnp.ndarray, pooling: str) -> jnp.ndarray:
+  """[B, L, D] vectors with zeros at padded positions, mask [B, L] -> [B, D].
+
+  ``max`` takes the maximum over real positions only (a zero padding row would
+  otherwise win over negative values); an all-padding sequence pools to zeros.
+  """
+  if pooling == "max":
+    real = mask[..., None] > 0
+    best = jnp.max(jnp.where(real, v, -jnp.inf), axis=1)
+    return jnp.where(real.any(axis=1), best, 0.0).astype(v.dtype)
+  pooled = v.sum(axis=1)  # padded positions hold zeros
+  if pooling == "mean":
     pooled = pooled / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
   return pooled

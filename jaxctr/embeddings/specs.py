@@ -17,7 +17,7 @@ CATEGORICAL = "categorical"
 SEQUENCE = "sequence"
 NUMERIC = "numeric"
 FEATURE_KINDS = (CATEGORICAL, SEQUENCE, NUMERIC)
-POOLINGS = ("sum", "mean", "none")
+POOLINGS = ("sum", "mean", "max", "none")
 
 
 class SpecError(ValueError):
@@ -35,8 +35,9 @@ class FeatureSpec:
     vocab_size: Number of distinct encoded ids, including the OOV id 0
       (categorical and sequence features only).
     max_len: Padded length of a sequence feature.
-    pooling: How a sequence becomes one vector: `sum`, `mean`, or `none`
-      (keep positions, for behaviour models).
+    pooling: How a sequence becomes one vector: `sum`, `mean`, `max` (over the
+      real positions; an empty sequence gives zeros) or `none` (keep positions,
+      [B, L, D] with a mask, for behaviour models).
     table: Name of the embedding table; defaults to the feature's own name.
       Features that name the same table share its rows.
   """

@@ -1,11 +1,16 @@
-"""The model zoo. Importing this package registers every model."""
+"""The model zoo. Importing this package registers every model.
+
+Behaviour models (can, din, sim, ubr4ctr) register in the "behaviour" family.
+"""
 
 from jaxctr.models import (  # noqa: F401  (registration side effects)
   afm,
   autoint,
+  can,
   dcn,
   dcnv2,
   deepfm,
+  din,
   dlrm,
   dnn,
   ffm,
@@ -18,9 +23,29 @@ from jaxctr.models import (  # noqa: F401  (registration side effects)
   lr,
   nfm,
   opnn,
+  sim,
+  ubr4ctr,
   wide_deep,
   xdeepfm,
 )
-from jaxctr.models.base import CTRModel, ModelInputs, build, get_model_class, register, registered
+from jaxctr.models.base import (
+  CTRModel,
+  ModelInputs,
+  ModelOutput,
+  build,
+  get_model_class,
+  register,
+  registered,
+  split_output,
+)
 
-__all__ = ["CTRModel", "ModelInputs", "build", "get_model_class", "register", "registered"]
+__all__ = [
+  "CTRModel",
+  "ModelInputs",
+  "ModelOutput",
+  "build",
+  "get_model_class",
+  "register",
+  "registered",
+  "split_output",
+]
