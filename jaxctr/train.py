@@ -31,7 +31,7 @@ from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
 from jaxctr import features as features_lib
-from jaxctr import hostmem, models, parallel
+from jaxctr import hostmem, models, optim, parallel
 from jaxctr import metrics as metrics_lib
 from jaxctr.embeddings import offload as offload_lib
 from jaxctr.embeddings import planner, regularization, sharded
@@ -135,7 +135,8 @@ class Trainer:
     )
     network = features_lib.CTRNetwork(encoder, model)
     self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
-    self.tx = make_optimizer(config.optimizer)
+    # AutoFIS: gRDA on the "gates" leaves when config.optimizer.gates asks (jaxctr/optim.py).
+    self.tx = optim.with_gate_optimizer(make_optimizer(config.optimizer), config)
     self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     self._params, self._rest = params, rest
     self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0,))

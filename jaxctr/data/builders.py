@@ -274,6 +274,8 @@ class SyntheticCtr(_CtrBuilder):
     CtrConfig(
       name="numeric_heavy", sizes=(1_000_000, 100_000, 100_000), synthetic=synthetic.numeric_heavy()
     ),
+    # Interaction search (AutoFIS, OptInter): 3 low-rank, 3 cross-product and 39 null pairs.
+    CtrConfig(name="planted", sizes=(300_000, 30_000, 30_000), synthetic=synthetic.planted()),
   ]
 
   def _shape(self):
@@ -306,6 +308,10 @@ class SyntheticCtr(_CtrBuilder):
       tuple(f"I{i + 1}" for i in range(scfg.num_numeric)),
     )
     extra = {"source_format": "synthetic", "synthetic": dataclasses.asdict(scfg)}
+    if scfg.interaction == "planted":  # the truth interaction search is scored against
+      extra["planted"] = {
+        k: [[names[0][a], names[0][b]] for a, b in v] for k, v in gen.planted_truth().items()
+      }
     return stats, rows, extra, vocabs, names, oracle
 
 
