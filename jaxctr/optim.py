@@ -52,7 +52,10 @@ def grda(learning_rate: float, c: float = 0.005, mu: float = 0.51) -> optax.Grad
     )
 
   def init_fn(params):
-    return GrdaState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.asarray, params))
+    # A copy: the accumulator must not alias the parameters (the train step donates both).
+    return GrdaState(
+      jnp.zeros((), jnp.int32), jax.tree.map(lambda p: jnp.array(p, copy=True), params)
+    )
 
   def update_fn(updates, state, params=None):
     if params is None:

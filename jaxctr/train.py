@@ -76,16 +76,13 @@ class Trainer:
     dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features))
     tables = features_lib.table_specs(self.features, config.embedding, dim)
     emb_features = list(self.features)
-    self.crosses = None
-    if config.model_config.get("cross_pairs"):  # Wide & Deep's hashed cross products
-      self.crosses = crosses_lib.Crosses(
-        config.model_config.cross_pairs,
-        config.model_config.get("cross_hash_buckets", 1_000_000),
-        self.features,
-        seed=config.seed,
-      )
-      emb_features.append(self.crosses.feature())
-      tables.append(self.crosses.table(tables[0].optimizer))
+    # Hashed cross products: Wide & Deep's cross weights, OptInter's memorized pairs.
+    self.crosses = crosses_lib.from_model_config(
+      config.model_config, self.features, tables[0], dim, seed=config.seed
+    )
+    for cross in self.crosses:
+      emb_features.append(cross.feature())
+      tables.append(cross.table(tables[0].optimizer))
     offloaded = offload_lib.offloaded_tables(config.offload, tables)
     self.plan = self._plan_sharding(emb_features, tables, offloaded)
     self.collection = EmbeddingCollection(
@@ -278,8 +275,8 @@ class Trainer:
 
   # ------------------------------------------------------------------- data
   def _device_batch(self, batch):
-    if self.crosses is not None:
-      batch = dict(batch, **{crosses_lib.CROSS_KEY: self.crosses.ids(batch)})
+    for cross in self.crosses:
+      batch = dict(batch, **{cross.key: cross.ids(batch)})
     ids = self.collection.prepare(batch)
     keys = ("label", "num", "mask")
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)

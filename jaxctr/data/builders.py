@@ -276,6 +276,12 @@ class SyntheticCtr(_CtrBuilder):
     ),
     # Interaction search (AutoFIS, OptInter): 3 low-rank, 3 cross-product and 39 null pairs.
     CtrConfig(name="planted", sizes=(300_000, 30_000, 30_000), synthetic=synthetic.planted()),
+    CtrConfig(
+      name="planted_tiny",
+      sizes=(20_000, 4_000, 4_000),
+      chunk_rows=1024,
+      synthetic=synthetic.planted(),
+    ),
   ]
 
   def _shape(self):

@@ -2,6 +2,7 @@
 
 from jaxctr.models import (  # noqa: F401  (registration side effects)
   afm,
+  autofis,
   autoint,
   dcn,
   dcnv2,
@@ -18,6 +19,7 @@ from jaxctr.models import (  # noqa: F401  (registration side effects)
   lr,
   nfm,
   opnn,
+  optinter,
   wide_deep,
   xdeepfm,
 )
