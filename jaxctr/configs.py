@@ -88,6 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.gate_learning_rate = 1e-3
   c.optimizer.grda_c = 5e-4  # sparsity strength
   c.optimizer.grda_mu = 0.8  # threshold growth exponent
+  c.optimizer.arch_learning_rate = 0.0  # > 0: Adam at this rate on "alpha" (OptInter)
   # Two-stage search then retrain (jaxctr/search.py), run by jaxctr.main when method is set.
   c.search = ml_collections.ConfigDict()
   c.search.method = ""  # ""|autofis|optinter

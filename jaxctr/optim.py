@@ -13,8 +13,9 @@ The threshold grows with t (for mu > 0) while the accumulator of a useless gate 
 random-walks, so such gates become exactly zero and stay there: that is how AutoFIS prunes.
 
 `with_gate_optimizer` routes the dense parameters whose path has a component in
-`GATE_NAMES` (a model's ``gates`` parameter) to gRDA, through `optax.multi_transform`;
-every other dense parameter keeps the configured optimizer.
+`GATE_NAMES` (a model's ``gates`` parameter) to gRDA and those in `ARCH_NAMES` to Adam at
+``optimizer.arch_learning_rate``, through `optax.multi_transform`; every other dense
+parameter keeps the configured optimizer.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 GATE_NAMES = ("gates",)  # parameter names trained by config.optimizer.gates
+ARCH_NAMES = ("alpha",)  # architecture weights (OptInter): optimizer.arch_learning_rate
 
 
 class GrdaState(NamedTuple):
@@ -74,11 +76,14 @@ def grda(learning_rate: float, c: float = 0.005, mu: float = 0.51) -> optax.Grad
 
 
 def gate_labels(params):
-  """``"gates"`` for leaves under a `GATE_NAMES` component, ``"default"`` elsewhere."""
+  """``"gates"``/``"arch"`` for leaves under a `GATE_NAMES`/`ARCH_NAMES` component, else
+  ``"default"``."""
 
   def label(path, _):
     names = {str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", "")))) for k in path}
-    return "gates" if names & set(GATE_NAMES) else "default"
+    if names & set(GATE_NAMES):
+      return "gates"
+    return "arch" if names & set(ARCH_NAMES) else "default"
 
   return jax.tree_util.tree_map_with_path(label, params)
 
@@ -95,8 +100,12 @@ def with_gate_optimizer(tx: optax.GradientTransformation, config) -> optax.Gradi
     `tx` unchanged when no gate optimizer is configured.
   """
   opt = config.optimizer
-  if not opt.gates:
+  if not opt.gates and not opt.arch_learning_rate:
     return tx
+  # Architecture weights: Adam at their own rate (OptInter's separate architecture optimizer).
+  arch_tx = optax.adam(opt.arch_learning_rate) if opt.arch_learning_rate else tx
+  if not opt.gates:
+    return optax.multi_transform({"default": tx, "gates": tx, "arch": arch_tx}, gate_labels)
   if opt.gates != "grda":
     raise ValueError(f"config.optimizer.gates: unknown {opt.gates!r}; expected '' or 'grda'")
   # The trainer multiplies every update by the schedule factor; gRDA's update is a move to a
@@ -107,4 +116,6 @@ def with_gate_optimizer(tx: optax.GradientTransformation, config) -> optax.Gradi
       "config.lr_plateau.factor=1 (gRDA's threshold assumes a constant learning rate)"
     )
   gate_tx = grda(opt.gate_learning_rate, opt.grda_c, opt.grda_mu)
-  return optax.multi_transform({"default": tx, "gates": gate_tx}, gate_labels)
+  return optax.multi_transform(
+    {"default": tx, "gates": gate_tx, "arch": arch_tx}, gate_labels
+  )

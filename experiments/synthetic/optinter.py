@@ -25,7 +25,8 @@ def get_config(arg=None):
   c.model_config.tau_start = 1.0
   c.model_config.tau_end = 0.1
   c.model_config.anneal_steps = 500
-  c.model_config.naive_init = 0.0
+  c.model_config.naive_init = 0.3  # the naive kind starts ahead: a pair must earn the others
+  c.model_config.candidate_bn = True
   c.model_config.hidden = (200, 200)
   c.model_config.activation = "relu"
   c.model_config.dropout = 0.0
@@ -39,6 +40,7 @@ def get_config(arg=None):
   c.embedding.init_std = 0.05
   c.embedding.learning_rate = 5e-3
   c.optimizer.learning_rate = 1e-3
+  c.optimizer.arch_learning_rate = 0.03  # the architecture weights move faster
   c.early_stopping.patience = 1
   c.checkpoint.async_save = False
   if arg == "smoke":

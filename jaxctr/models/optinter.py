@@ -15,14 +15,14 @@ interaction is the mixture ``sum_k w_k * x_k`` with ``w = softmax(alpha_pair / t
 (``selection="softmax"``, the official code, tau annealed from ``tau_start`` to ``tau_end``
 over ``anneal_steps`` training steps) or a Gumbel-softmax sample (``selection="gumbel"``,
 the paper). Each candidate passes through a batch norm without scale and shift first, so
-the weights compare candidates at one scale. The architecture weights ``alpha`` [P, 3] are
+the weights compare candidates at one scale (``candidate_bn``, default on). The architecture weights ``alpha`` [P, 3] are
 ordinary dense parameters trained jointly; the choice is their argmax.
 
 Retrain (``search=False``): ``choices`` (P values in {0, 1, 2}) fixes each pair's kind;
 the memorized ones must be listed, in pair order, in ``memorized_pairs``.
 
 Config: ``search``, ``choices``, ``selection``, ``tau_start``, ``tau_end``,
-``anneal_steps``, ``naive_init`` (initial advantage of alpha's naive entry), and
+``anneal_steps``, ``candidate_bn``, ``naive_init`` (initial advantage of alpha's naive entry), and
 ``hidden``, ``activation``, ``dropout``, ``batch_norm``.
 """
 
@@ -73,8 +73,13 @@ class OptInter(base.CTRModel):
       alpha[:, 0] = float(cfg.get("naive_init", 0.0))
       self.alpha = nnx.Param(jnp.asarray(alpha))
       self.step = SearchStep(jnp.zeros((), jnp.float32))
-      self.bn_mem = nnx.BatchNorm(p * embed_dim, use_scale=False, use_bias=False, rngs=rngs)
-      self.bn_fac = nnx.BatchNorm(p * embed_dim, use_scale=False, use_bias=False, rngs=rngs)
+      bn = bool(cfg.get("candidate_bn", True))
+      self.bn_mem = nnx.data(
+        nnx.BatchNorm(p * embed_dim, use_scale=False, use_bias=False, rngs=rngs) if bn else None
+      )
+      self.bn_fac = nnx.data(
+        nnx.BatchNorm(p * embed_dim, use_scale=False, use_bias=False, rngs=rngs) if bn else None
+      )
       kept = p
     else:
       choices = check_choices(cfg, p)
@@ -113,8 +118,9 @@ class OptInter(base.CTRModel):
           "must list every field pair"
         )
       w = self.weights(train=train, rngs=rngs)
-      mem = self.bn_mem(mem.reshape(b, -1), use_running_average=not train).reshape(mem.shape)
-      fac = self.bn_fac(fac.reshape(b, -1), use_running_average=not train).reshape(fac.shape)
+      if self.bn_mem is not None:
+        mem = self.bn_mem(mem.reshape(b, -1), use_running_average=not train).reshape(mem.shape)
+        fac = self.bn_fac(fac.reshape(b, -1), use_running_average=not train).reshape(fac.shape)
       inter = w[None, :, 1:2] * mem + w[None, :, 2:3] * fac
       if train:
         self.step.value = self.step.value + 1.0
