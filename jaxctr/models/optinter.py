@@ -96,7 +96,7 @@ class OptInter(base.CTRModel):
     self.dnn = layers.mlp_from_config(cfg, width, default_hidden=(400, 400, 400), rngs=rngs)
 
   def temperature(self) -> jax.Array:
-    frac = jnp.minimum(self.step.value / self.anneal_steps, 1.0)
+    frac = jnp.minimum(self.step.get_value() / self.anneal_steps, 1.0)
     return self.tau_start * (self.tau_end / self.tau_start) ** frac
 
   def weights(self, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -123,7 +123,7 @@ class OptInter(base.CTRModel):
         fac = self.bn_fac(fac.reshape(b, -1), use_running_average=not train).reshape(fac.shape)
       inter = w[None, :, 1:2] * mem + w[None, :, 2:3] * fac
       if train:
-        self.step.value = self.step.value + 1.0
+        self.step.set_value(self.step.get_value() + 1.0)
     else:
       parts = [fac[:, list(self.fac_idx)]] if self.fac_idx else []
       if self.mem_idx:
