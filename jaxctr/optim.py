@@ -116,6 +116,4 @@ def with_gate_optimizer(tx: optax.GradientTransformation, config) -> optax.Gradi
       "config.lr_plateau.factor=1 (gRDA's threshold assumes a constant learning rate)"
     )
   gate_tx = grda(opt.gate_learning_rate, opt.grda_c, opt.grda_mu)
-  return optax.multi_transform(
-    {"default": tx, "gates": gate_tx, "arch": arch_tx}, gate_labels
-  )
+  return optax.multi_transform({"default": tx, "gates": gate_tx, "arch": arch_tx}, gate_labels)
