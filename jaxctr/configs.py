@@ -107,6 +107,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.learning_rate = 1e-3
   c.optimizer.weight_decay = 0.0
   c.optimizer.grad_clip_norm = 0.0
+  # Interaction search (jaxctr/optim.py, jaxctr/search.py): "grda" trains the parameters
+  # named "gates" (AutoFIS) with gRDA, the rest with optimizer.name; needs a constant lr.
+  c.optimizer.gates = ""  # ""|grda
+  c.optimizer.gate_learning_rate = 1e-3
+  c.optimizer.grda_c = 5e-4  # sparsity strength
+  c.optimizer.grda_mu = 0.8  # threshold growth exponent
+  c.optimizer.arch_learning_rate = 0.0  # > 0: Adam at this rate on "alpha" (OptInter)
+  # Two-stage search then retrain (jaxctr/search.py), run by jaxctr.main when method is set.
+  c.search = ml_collections.ConfigDict()
+  c.search.method = ""  # ""|autofis|optinter
+  c.search.search_epochs = 1  # epochs of the search stage (the retrain uses num_epochs)
+  c.search.retrain_from_tables = False  # start the retrain from the search stage's tables
 
   # Learning-rate factor over training, for the dense and the sparse optimizers alike.
   c.lr_schedule = "constant"  # constant|linear|cosine (decay to 0 at the last step)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jaxctr.crosses import CROSS_KEY
+from jaxctr.crosses import CROSS_KEY, MEMORIZED_KEY
 from jaxctr.embeddings import dhe as dhe_lib
 from jaxctr.embeddings import numeric as numeric_lib
 from jaxctr.embeddings.specs import (
@@ -373,4 +373,7 @@ class CTRNetwork(nnx.Module):
     inputs = self.encoder(feats, batch, train=train)
     if CROSS_KEY in feats:  # Wide & Deep cross-product weights: [B, P, 1] -> [B, P]
       inputs = inputs.replace(sequences={**inputs.sequences, CROSS_KEY: feats[CROSS_KEY][..., 0]})
+    if MEMORIZED_KEY in feats:  # OptInter's memorized pairs: [B, P, D] (no first-order column)
+      mem = feats[MEMORIZED_KEY][..., : inputs.fields.shape[-1]]
+      inputs = inputs.replace(sequences={**inputs.sequences, MEMORIZED_KEY: mem})
     return self.model(inputs, train=train, rngs=rngs)

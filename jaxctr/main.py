@@ -57,7 +57,12 @@ def main(argv):
 
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="jaxctr_")
   logging.info("workdir: %s", workdir)
-  result = train.train_and_evaluate(FLAGS.config, workdir)
+  if FLAGS.config.search.method:  # two stages: interaction search, then retrain
+    from jaxctr import search
+
+    result = search.run(FLAGS.config, workdir)
+  else:
+    result = train.train_and_evaluate(FLAGS.config, workdir)
   result.pop("final_state", None)
   if jax.process_index() == 0:
     result["workdir"] = workdir

@@ -31,7 +31,7 @@ from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
 from jaxctr import features as features_lib
-from jaxctr import hostmem, models, parallel
+from jaxctr import hostmem, models, optim, parallel
 from jaxctr import metrics as metrics_lib
 from jaxctr.early_stopping import EarlyStopping, plateau_factor
 from jaxctr.embeddings import offload as offload_lib
@@ -83,18 +83,14 @@ class Trainer:
     )
     tables = features_lib.table_specs(self.features, config.embedding, dim)
     emb_features = list(self.features)
-    self.crosses = None
-    if config.model_config.get("cross_pairs"):  # Wide & Deep's hashed cross products
-      self.crosses = crosses_lib.Crosses(
-        config.model_config.cross_pairs,
-        config.model_config.get("cross_hash_buckets", 1_000_000),
-        self.features,
-        seed=config.seed,
-      )
-      emb_features.append(self.crosses.feature())
-      key = crosses_lib.CROSS_KEY
-      cross_opt = features_lib.optimizer_spec(config.embedding, key, self.features)
-      tables.append(self.crosses.table(cross_opt))
+    # Hashed cross products: Wide & Deep's cross weights, OptInter's memorized pairs.
+    self.crosses = crosses_lib.from_model_config(
+      config.model_config, self.features, tables[0], dim, seed=config.seed
+    )
+    for cross in self.crosses:
+      emb_features.append(cross.feature())
+      cross_opt = features_lib.optimizer_spec(config.embedding, cross.key, self.features)
+      tables.append(cross.table(cross_opt))
     offloaded = offload_lib.offloaded_tables(config.offload, tables)
     self.plan = self._plan_sharding(emb_features, tables, offloaded)
     self.collection = EmbeddingCollection(
@@ -144,7 +140,8 @@ class Trainer:
     )
     network = features_lib.CTRNetwork(encoder, model)
     self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
-    self.tx = make_optimizer(config.optimizer)
+    # AutoFIS: gRDA on the "gates" leaves when config.optimizer.gates asks (jaxctr/optim.py).
+    self.tx = optim.with_gate_optimizer(make_optimizer(config.optimizer), config)
     self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     self._params, self._rest = params, rest
     self._train_step = jax.jit(self._train_step_impl, donate_argnums=(0,))
@@ -286,8 +283,8 @@ class Trainer:
 
   # ------------------------------------------------------------------- data
   def _device_batch(self, batch):
-    if self.crosses is not None:
-      batch = dict(batch, **{crosses_lib.CROSS_KEY: self.crosses.ids(batch)})
+    for cross in self.crosses:
+      batch = dict(batch, **{cross.key: cross.ids(batch)})
     ids = self.collection.prepare(batch)
     keys = ("label", "num", "mask", *self.id_keys)  # raw ids: search keys of behaviour models
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)

@@ -298,6 +298,14 @@ class SyntheticCtr(_CtrBuilder):
     CtrConfig(
       name="numeric_heavy", sizes=(1_000_000, 100_000, 100_000), synthetic=synthetic.numeric_heavy()
     ),
+    # Interaction search (AutoFIS, OptInter): 3 low-rank, 3 cross-product and 39 null pairs.
+    CtrConfig(name="planted", sizes=(300_000, 30_000, 30_000), synthetic=synthetic.planted()),
+    CtrConfig(
+      name="planted_tiny",
+      sizes=(20_000, 4_000, 4_000),
+      chunk_rows=1024,
+      synthetic=synthetic.planted(),
+    ),
   ]
 
   def _shape(self):
@@ -345,6 +353,10 @@ class SyntheticCtr(_CtrBuilder):
         vocabs[f] = preprocess.identity_vocabulary(v)
         stats.sizes[f] = vocabs[f].size
     extra = {"source_format": "synthetic", "synthetic": dataclasses.asdict(scfg)}
+    if scfg.interaction == "planted":  # the truth interaction search is scored against
+      extra["planted"] = {
+        k: [[names[0][a], names[0][b]] for a, b in v] for k, v in gen.planted_truth().items()
+      }
     return stats, rows, extra, vocabs, names, oracle
 
 

@@ -89,6 +89,12 @@ class SyntheticConfig:
       numeric signal), so first-order models stay near AUC 0.5.
     drift: Fraction of categorical draws from new ids (see `id_spaces`); 0: none.
     drift_start: First training row with new ids (rows before it have none).
+    num_lowrank_pairs: `interaction="planted"`: pairs among the larger-vocabulary half of
+      the fields with a rank-`latent_k` (factorizable) effect `<v_f(id_f), v_g(id_g)>`.
+    num_cross_pairs: `interaction="planted"`: pairs among the smaller-vocabulary half with a
+      full-rank cross-product effect `W_fg[id_f, id_g]` (an independent hashed value per id
+      pair, centred so it carries no first-order signal): only memorizing the pair learns it.
+      Every other pair is null. `planted_truth()` names the three kinds.
   """
 
   num_numeric: int = 13
@@ -112,6 +118,8 @@ class SyntheticConfig:
   # `drift_start` on and in all validation and test rows; 0 leaves the data unchanged.
   drift: float = 0.0
   drift_start: int = 0
+  num_lowrank_pairs: int = 3
+  num_cross_pairs: int = 3
 
   def resolved_vocab_sizes(self) -> tuple[int, ...]:
     if self.vocab_sizes is not None:
@@ -128,6 +136,24 @@ class SyntheticConfig:
 def numeric_heavy(**overrides) -> SyntheticConfig:
   """A config whose signal is mostly in the numeric features."""
   kw = dict(s_numeric=1.4, s_first=0.4, s_pair=0.4, bias=-1.5)
+  kw.update(overrides)
+  return SyntheticConfig(**kw)
+
+
+def planted(**overrides) -> SyntheticConfig:
+  """Ten fields, no numeric features: 3 low-rank, 3 cross-product and 39 null pairs."""
+  kw = dict(
+    interaction="planted",
+    num_numeric=0,
+    num_categorical=10,
+    min_vocab=12,
+    max_vocab=200,
+    zipf_s=0.8,
+    latent_k=4,
+    s_first=0.6,
+    s_pair=0.9,
+    bias=-1.0,
+  )
   kw.update(overrides)
   return SyntheticConfig(**kw)
 
@@ -163,6 +189,7 @@ class SyntheticGenerator:
     self.w_num_pair = s_num * math.sqrt(0.2) if nn >= 2 else 0.0
     alpha = rng.uniform(0.2, 1.0, nf)
     self.alpha = alpha / max(np.linalg.norm(alpha), 1e-12) * s_first
+    self.cross_pairs = []
     if cfg.interaction == "field_group":
       group = sorted(int(f) for f in rng.choice(nf, min(cfg.num_interacting, nf), replace=False))
       self.pairs = [(a, b) for i, a in enumerate(group) for b in group[i + 1 :]]
@@ -173,11 +200,18 @@ class SyntheticGenerator:
       sel = rng.choice(len(all_pairs), size=n_pairs, replace=False) if n_pairs else []
       self.pairs = [all_pairs[int(i)] for i in sel]
       beta = rng.uniform(0.3, 1.0, n_pairs)
+    elif cfg.interaction == "planted":
+      self.pairs, self.cross_pairs = _planted_pairs(cfg, self.vocab_sizes, rng)
+      beta = np.ones(len(self.pairs))
     else:
       raise ValueError(
-        f"SyntheticConfig.interaction must be 'pairs' or 'field_group', got {cfg.interaction!r}"
+        "SyntheticConfig.interaction must be 'pairs', 'field_group' or 'planted', got "
+        f"{cfg.interaction!r}"
       )
-    self.beta = beta / max(np.linalg.norm(beta), 1e-12) * cfg.s_pair
+    if cfg.interaction == "planted":  # every planted pair with the same strength s_pair
+      self.beta = beta * cfg.s_pair
+    else:
+      self.beta = beta / max(np.linalg.norm(beta), 1e-12) * cfg.s_pair
     # Per-id tables computed from the hash (cheap for modest vocabularies), centred under the
     # field's Zipf distribution; index 0 (OOV) is unused.
     self.first, self.latent = [], {}
@@ -199,6 +233,36 @@ class SyntheticGenerator:
       self.first.append(first)
       if f in need:
         self.latent[f] = latent
+    self.cross = {}
+    if self.cross_pairs and cfg.drift:  # cross tables cover the original ids only
+      raise ValueError("SyntheticConfig: interaction='planted' does not combine with drift > 0")
+    for f, h in self.cross_pairs:
+      self.cross[(f, h)] = self._cross_table(f, h)
+
+  def _field_probs(self, f: int) -> np.ndarray:
+    p = np.zeros(self.vocab_sizes[f] + 1)
+    p[self.ids_by_rank[f]] = np.diff(self.cdfs[f], prepend=0.0)
+    return p
+
+  def _cross_table(self, f: int, h: int) -> np.ndarray:
+    """[vocab_f + 1, vocab_h + 1] full-rank effect, double-centred, unit variance."""
+    vf, vh = self.vocab_sizes[f], self.vocab_sizes[h]
+    key = np.arange(vf + 1)[:, None] * (vh + 1) + np.arange(vh + 1)[None, :]
+    w = hash_unit(key, self.config.seed, f * 4099 + h, 77)
+    pf, ph = self._field_probs(f), self._field_probs(h)
+    # Double centring under the id distributions: no first-order leak into either field.
+    w = w - (w @ ph)[:, None]
+    w = w - (pf @ w)[None, :]
+    return w / math.sqrt(max(float(pf @ (w * w) @ ph), 1e-12))
+
+  def planted_truth(self) -> dict[str, list[list[int]]]:
+    """`{"lowrank": [[f, g], ...], "cross": [...]}` (0-based field indices, f < g)."""
+    if self.config.interaction != "planted":
+      raise ValueError("planted_truth() needs SyntheticConfig.interaction='planted'")
+    return {
+      "lowrank": [list(p) for p in self.pairs],
+      "cross": [list(p) for p in self.cross_pairs],
+    }
 
   def _block(self, split: int, block: int, rows: int) -> dict[str, np.ndarray]:
     cfg = self.config
@@ -226,6 +290,8 @@ class SyntheticGenerator:
     for (f, h), bt in zip(self.pairs, self.beta, strict=True):
       dot = np.einsum("nk,nk->n", self.latent[f][cat[:, f]], self.latent[h][cat[:, h]])
       logit += bt * dot / math.sqrt(cfg.latent_k)
+    for (f, h), table in self.cross.items():
+      logit += cfg.s_pair * table[cat[:, f], cat[:, h]]
     label = rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))
     return {
       "label": label.astype(np.float32),
@@ -261,6 +327,28 @@ class SyntheticGenerator:
     nib = ((h32[:, None] >> shifts) & np.uint32(0xF)).astype(np.uint8)
     lut = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     return np.ascontiguousarray(lut[nib]).view("S8").reshape(-1)
+
+
+def _planted_pairs(cfg: SyntheticConfig, vocab_sizes, rng) -> tuple[list, list]:
+  """Low-rank pairs among the larger-vocabulary fields, cross pairs among the smaller ones.
+
+  Memorizing a pair needs examples of each id pair, which small vocabularies give; a
+  factorized pair generalises across id pairs, which large vocabularies need.
+  """
+  order = np.argsort(np.asarray(vocab_sizes), kind="stable")
+  half = len(order) // 2
+  small, large = sorted(int(f) for f in order[:half]), sorted(int(f) for f in order[half:])
+
+  def pick(fields, n):
+    cand = [(a, b) for i, a in enumerate(fields) for b in fields[i + 1 :]]
+    if n > len(cand):
+      raise ValueError(
+        f"SyntheticConfig: {n} planted pairs requested among {len(fields)} fields "
+        f"({len(cand)} pairs); use more num_categorical"
+      )
+    return sorted(cand[int(i)] for i in rng.choice(len(cand), size=n, replace=False))
+
+  return pick(large, cfg.num_lowrank_pairs), pick(small, cfg.num_cross_pairs)
 
 
 def oracle_auc(data: dict[str, np.ndarray]) -> float:

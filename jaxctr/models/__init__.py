@@ -5,6 +5,7 @@ Behaviour models (can, din, sim, ubr4ctr) register in the "behaviour" family.
 
 from jaxctr.models import (  # noqa: F401  (registration side effects)
   afm,
+  autofis,
   autoint,
   can,
   dcn,
@@ -23,6 +24,7 @@ from jaxctr.models import (  # noqa: F401  (registration side effects)
   lr,
   nfm,
   opnn,
+  optinter,
   sim,
   ubr4ctr,
   wide_deep,
