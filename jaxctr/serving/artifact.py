@@ -115,7 +115,9 @@ class Artifact:
       self.schema = json.load(fh)
     if self.schema.get("format") != FORMAT:
       raise ArtifactError(f"{schema_path}: format {self.schema.get('format')!r}, need {FORMAT!r}")
-    self.version = int(self.schema["version"])
+    base = os.path.basename(self.path)
+    # The directory name is the version (a copied or renamed version keeps working).
+    self.version = int(base) if base.isdigit() else int(self.schema["version"])
     self.features = tuple(FeatureSpec.from_json(f) for f in self.schema["features"])
     tables = {n: table_from_json(t) for n, t in self.schema["tables"].items()}
     self.plans, self.phys_features, _ = encoders.expand(self.features, tables)
