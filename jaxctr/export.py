@@ -109,7 +109,9 @@ def read_rows(trainer, state, stack: str, start: int, stop: int) -> dict[str, np
   """
   if trainer.offload is not None and stack in trainer.offload.stacks:
     store = trainer.offload.stacks[stack].store
-    return {k: np.asarray(store.arrays[k][start:stop]) for k in ("table", "scale") if k in store.arrays}
+    return {
+      k: np.asarray(store.arrays[k][start:stop]) for k in ("table", "scale") if k in store.arrays
+    }
   entry = state["emb"][stack]
   layout = trainer.collection.layouts.get(stack)
   out = {}
@@ -219,7 +221,12 @@ def export(
         "dim": s.dim,
         "files": files,
         "columns": [
-          {"feature": c.feature.name, "start": c.start, "offset": c.offset, "width": c.feature.width}
+          {
+            "feature": c.feature.name,
+            "start": c.start,
+            "offset": c.offset,
+            "width": c.feature.width,
+          }
           for c in s.columns
         ],
       }
@@ -304,13 +311,17 @@ def _export_forward(trainer, stacks, leaves, platforms):
 
 
 # ---------------------------------------------------------------------- CLI
-flags.DEFINE_string("workdir", None, "The training run's workdir.")
-flags.DEFINE_string("output", None, "Model directory; the artifact goes to OUTPUT/<version>.")
-flags.DEFINE_string("checkpoint", "best", "best | latest | a checkpoint directory.")
-flags.DEFINE_enum("dtype", "float32", list(art.EXPORT_DTYPES), "Storage of the exported tables.")
-flags.DEFINE_integer("version", None, "Version number (default: the next one).")
-flags.DEFINE_list("platforms", ["cpu"], "Platforms to lower the forward pass for (cpu, cuda).")
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program: modules share absl's flags)."""
+  flags.DEFINE_string("workdir", None, "The training run's workdir.")
+  flags.DEFINE_string("output", None, "Model directory; the artifact goes to OUTPUT/<version>.")
+  flags.DEFINE_string("checkpoint", "best", "best | latest | a checkpoint directory.")
+  flags.DEFINE_enum("dtype", "float32", list(art.EXPORT_DTYPES), "Storage of the exported tables.")
+  flags.DEFINE_integer("version", None, "Version number (default: the next one).")
+  flags.DEFINE_list("platforms", ["cpu"], "Platforms to lower the forward pass for (cpu, cuda).")
 
 
 def main(argv):
@@ -332,4 +343,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -26,7 +26,9 @@ from starlette.routing import Route
 from jaxctr.serving.encoding import RequestError
 from jaxctr.serving.versions import NotFound, VersionManager
 
-_PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<suffix>:predict|/metadata)?")
+_PATH = re.compile(
+  r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<suffix>:predict|/metadata)?"
+)
 
 
 class _Body(Exception):
@@ -94,7 +96,9 @@ def make_app(
       raise RequestError("request body must be a JSON object with 'instances' or 'inputs'")
     unknown = set(body) - {"instances", "inputs", "signature_name"}
     if unknown:
-      raise RequestError(f"unknown request key {sorted(unknown)[0]!r}; expected 'instances' or 'inputs'")
+      raise RequestError(
+        f"unknown request key {sorted(unknown)[0]!r}; expected 'instances' or 'inputs'"
+      )
     sig = body.get("signature_name", "serving_default")
     if sig != "serving_default":
       raise RequestError(f"unknown signature_name {sig!r}; this model has 'serving_default'")

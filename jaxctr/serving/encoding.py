@@ -100,7 +100,9 @@ class RawEncoder:
         try:
           out[i] = to_key(v)
         except ValueError as e:
-          raise RequestError(f"instance {row0 + i}: feature {name!r}: bad value {v!r} ({e})")
+          raise RequestError(
+            f"instance {row0 + i}: feature {name!r}: bad value {v!r} ({e})"
+          ) from None
       elif isinstance(v, int) and not isinstance(v, bool):
         if not -(2**63) <= v < 2**63:
           raise RequestError(f"instance {row0 + i}: feature {name!r}: {v} is out of int64 range")
@@ -169,7 +171,9 @@ class RawEncoder:
     """[{feature: value}, ...] -> (cat ids, num values)."""
     for i, r in enumerate(rows):
       if not isinstance(r, Mapping):
-        raise RequestError(f"instance {i}: expected an object of feature values, got {type(r).__name__}")
+        raise RequestError(
+          f"instance {i}: expected an object of feature values, got {type(r).__name__}"
+        )
       if len(r) != len(self.names) or any(n not in r for n in self.names):
         check_names(r, self.names, where=f"instance {i}: ")
     keys = np.empty((len(rows), len(self.cat_names)), np.int64)
@@ -195,7 +199,9 @@ class InputBuilder:
 
   def __init__(self, artifact: Artifact):
     self.artifact = artifact
-    self.cat_index = {f.name: i for i, f in enumerate(f for f in artifact.features if f.kind == CATEGORICAL)}
+    self.cat_index = {
+      f.name: i for i, f in enumerate(f for f in artifact.features if f.kind == CATEGORICAL)
+    }
     self.plans = artifact.plans
     self.phys = {f.name: f for f in artifact.phys_features}
 
@@ -226,4 +232,3 @@ class InputBuilder:
       ids_out[s.name] = flat.astype(np.int32)
       rows[s.name] = s.gather(flat)
     return rows, ids_out, dhe, np.asarray(num, np.float32)
-

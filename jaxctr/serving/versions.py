@@ -158,7 +158,9 @@ class VersionManager:
       b = version.batcher.max_batch
       if len(cat) <= b:
         return await version.batcher.submit(cat, num)
-      parts = [version.batcher.submit(cat[i : i + b], num[i : i + b]) for i in range(0, len(cat), b)]
+      parts = [
+        version.batcher.submit(cat[i : i + b], num[i : i + b]) for i in range(0, len(cat), b)
+      ]
       return np.concatenate(await asyncio.gather(*parts))
     finally:
       version.inflight -= 1
@@ -168,8 +170,16 @@ class VersionManager:
     out = []
     for n, v in sorted(self.versions.items(), reverse=True):
       if version is None or n == version:
-        out.append({"version": str(n), "state": v.state, "status": {"error_code": "OK", "error_message": ""}})
+        out.append(
+          {"version": str(n), "state": v.state, "status": {"error_code": "OK", "error_message": ""}}
+        )
     for n, msg in sorted(self.failed.items(), reverse=True):
       if version is None or n == version:
-        out.append({"version": str(n), "state": "END", "status": {"error_code": "UNKNOWN", "error_message": msg}})
+        out.append(
+          {
+            "version": str(n),
+            "state": "END",
+            "status": {"error_code": "UNKNOWN", "error_message": msg},
+          }
+        )
     return out

@@ -31,7 +31,10 @@ CASES = {
       "numeric.encoder": "equal_frequency",
       "numeric.num_buckets": 4,
       "embedding.dtype": "int16",
-      "embedding.per_feature": {"C1": {"method": "hashing", "num_buckets": 7}, "C2": {"method": "qr", "num_buckets": 3}},
+      "embedding.per_feature": {
+        "C1": {"method": "hashing", "num_buckets": 7},
+        "C2": {"method": "qr", "num_buckets": 3},
+      },
     },
   ),
   # Double hashing everywhere, AutoDis numeric fields, tables sharded row-wise over 2 devices.
@@ -125,7 +128,9 @@ def test_served_equals_offline(case, data, tmp_path):
   # A row of raw values as a request carries them: hex strings, numbers and nulls.
   names = model.encoder.names
   inst = {n: (f"{k:08x}" if k >= 0 else None) for n, k in zip(names[:26], keys[0], strict=False)}
-  inst.update({n: (None if np.isnan(v) else int(v)) for n, v in zip(names[26:], num[0], strict=True)})
+  inst.update(
+    {n: (None if np.isnan(v) else int(v)) for n, v in zip(names[26:], num[0], strict=True)}
+  )
   assert abs(model.predict_instances([inst])[0] - ref[0]) <= 1e-6
 
   if case == "deepfm":  # int8 tables: every element within the stated bound

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from jaxctr import export, train
+from jaxctr import export, predict, train
 from jaxctr.data import parsers
-from jaxctr.serving import artifact as art
 from jaxctr.serving.app import make_app
 from jaxctr.serving.model import ServableModel
 from jaxctr.serving.versions import VersionManager
@@ -24,7 +23,7 @@ BUCKETS = (8, 64)
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-  """(trainer, state, model_dir with version 1, raw test instances)."""
+  """(trainer, state, model_dir with version 1, raw test instances, their raw lines)."""
   tmp = tmp_path_factory.mktemp("served")
   ds, test_lines = common.prepare(str(tmp))
   trainer = train.Trainer(common.config("deepfm", **{"numeric.encoder": "log"}), dataset=ds)
@@ -39,7 +38,7 @@ def served(tmp_path_factory):
     r = {n: (f"{v:08x}" if v >= 0 else None) for n, v in zip(names[:26], k, strict=True)}
     r.update({n: (None if np.isnan(v) else int(v)) for n, v in zip(names[26:], x, strict=True)})
     rows.append(r)
-  return trainer, state, model_dir, rows
+  return trainer, state, model_dir, rows, test_lines[:64]
 
 
 def _client(model_dir, **kw):
@@ -48,7 +47,7 @@ def _client(model_dir, **kw):
 
 
 def test_predict_status_metadata(served):
-  _, _, model_dir, rows = served
+  _, _, model_dir, rows, _ = served
   ref = ServableModel(os.path.join(model_dir, "1"), buckets=BUCKETS).predict_instances(rows)
   client, _ = _client(model_dir)
   with client:
@@ -67,11 +66,13 @@ def test_predict_status_metadata(served):
     inputs = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
     assert sorted(inputs) == sorted(rows[0]) and meta["model_spec"]["version"] == "1"
     assert client.get("/v1/models/other").status_code == 404
-    assert client.post("/v1/models/ctr/versions/7:predict", json={"instances": rows}).status_code == 404
+    assert (
+      client.post("/v1/models/ctr/versions/7:predict", json={"instances": rows}).status_code == 404
+    )
 
 
 def test_malformed_requests_get_400_and_the_server_keeps_serving(served):
-  _, _, model_dir, rows = served
+  _, _, model_dir, rows, _ = served
   good = rows[0]
   drop = {k: v for k, v in good.items() if k != "C3"}
   corpus = [
@@ -108,7 +109,7 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(served):
 
 
 def test_new_version_is_swapped_in_without_failing_a_request(served):
-  trainer, state, model_dir, rows = served
+  trainer, state, model_dir, rows, _ = served
 
   async def run():
     manager = VersionManager(model_dir, buckets=BUCKETS, max_batch=64, poll_seconds=0)
@@ -146,7 +147,7 @@ def test_new_version_is_swapped_in_without_failing_a_request(served):
 
 
 def test_serving_imports_no_training_stack_and_nothing_is_pickled(served):
-  _, _, model_dir, rows = served
+  _, _, model_dir, rows, _ = served
   path = os.path.join(model_dir, "1")
   for root, _, files in os.walk(path):
     for f in files:
@@ -169,9 +170,32 @@ print(json.dumps({{"p": p.tolist(), "mods": sorted(m for m in sys.modules if m.s
 """
   env = dict(os.environ, PYTHONPATH=os.getcwd())
   out = subprocess.run(
-    [sys.executable, "-c", code], input=json.dumps(rows[:4]), capture_output=True, text=True, env=env
+    [sys.executable, "-c", code],
+    input=json.dumps(rows[:4]),
+    capture_output=True,
+    text=True,
+    env=env,
   )
   assert out.returncode == 0, out.stderr[-2000:]
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res["mods"] == []
   assert len(res["p"]) == 4
+
+
+def test_batch_scoring_of_raw_and_jsonl_files(served, tmp_path):
+  _, _, model_dir, rows, lines = served
+  ref = ServableModel(os.path.join(model_dir, "1"), buckets=BUCKETS).predict_instances(rows)
+  raw = tmp_path / "day.tsv"
+  raw.write_text("\n".join(lines) + "\n")
+  n = predict.score_file(model_dir + "/1", str(raw), str(tmp_path / "p.txt"), batch_size=16)
+  assert n == len(rows)
+  got = np.loadtxt(tmp_path / "p.txt")
+  np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
+  jl = tmp_path / "rows.jsonl"
+  jl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  predict.score_file(model_dir + "/1", str(jl), str(tmp_path / "p.npy"), batch_size=16)
+  np.testing.assert_allclose(np.load(tmp_path / "p.npy"), ref, atol=1e-6, rtol=0)
+  bad = tmp_path / "bad.tsv"
+  bad.write_text(lines[0] + "\n" + "1\t2\n")
+  with pytest.raises(parsers.DataError, match="bad.tsv:2"):
+    predict.score_file(model_dir + "/1", str(bad), str(tmp_path / "q.txt"), progress=False)
