@@ -55,6 +55,42 @@ def criteo_key(text: str) -> int:
   return int(text, 16)
 
 
+_NUMBER_TYPES = {int, float, type(None)}
+_HEX = np.full(128, 255, np.uint32)
+for _i, _c in enumerate("0123456789abcdef"):
+  _HEX[ord(_c)] = _HEX[ord(_c.upper())] = _i
+
+
+def _criteo_keys_fast(values: Sequence) -> np.ndarray | None:
+  """`criteo_key` of a column of 8-hex-digit strings and nulls; None if any value is not."""
+  vals = ["" if v is None else v for v in values]
+  arr = np.array(vals)
+  if arr.dtype.kind != "U" or arr.dtype.itemsize > 32:  # not all strings, or longer than 8
+    return None
+  codes = arr.astype("U8").view(np.uint32).reshape(len(vals), 8)
+  blank = codes[:, 0] == 0
+  digits = _HEX[np.minimum(codes, 127)]
+  ok = (digits < 16).all(axis=1) | (blank & (codes == 0).all(axis=1))
+  if not ok.all() or (codes >= 128).any():
+    return None
+  shifts = np.arange(28, -4, -4, dtype=np.uint64)
+  keys = (digits.astype(np.uint64) << shifts).sum(axis=1).astype(np.int64)
+  keys[blank] = MISSING_KEY
+  return keys
+
+
+def _numbers_fast(values: Sequence) -> np.ndarray | None:
+  """float64 of ints, floats and nulls (-> NaN); None if any is another type, NaN or inf."""
+  types = set(map(type, values))
+  if not types <= _NUMBER_TYPES:
+    return None
+  x = np.array(values, np.float64)
+  bad = ~np.isfinite(x)
+  if float in types and bad.any():  # NaN or inf sent as a number (not null)
+    bad &= np.array([v is not None for v in values])
+  return None if bad.any() else x
+
+
 def _int_key(text: str) -> int:
   return int(text) if text else MISSING_KEY
 
@@ -70,6 +106,7 @@ class RawEncoder:
     self.cat_names = [f["name"] for f in feats if f["kind"] == CATEGORICAL]
     self.num_names = [f["name"] for f in feats if f["kind"] == NUMERIC]
     self.names = self.cat_names + self.num_names
+    self._name_set = set(self.names)
     self.source_format = info.get("source_format", "")
     # Avazu's expanded hour columns are integers in the parser too; every other Avazu column
     # is hashed text.
@@ -90,6 +127,13 @@ class RawEncoder:
   # ------------------------------------------------------------------ raw keys
   def cat_keys(self, j: int, values: Sequence, row0: int = 0) -> np.ndarray:
     """Raw keys of categorical feature j's values (int, str or None)."""
+    if self._str_key[j] is criteo_key:  # the common case, vectorised
+      fast = _criteo_keys_fast(values)
+      if fast is not None:
+        return fast
+    return self._cat_keys_slow(j, values, row0)
+
+  def _cat_keys_slow(self, j: int, values: Sequence, row0: int) -> np.ndarray:
     name = self.cat_names[j]
     out = np.empty(len(values), np.int64)
     to_key, hash_ints = self._str_key[j], self._hash_ints[j]
@@ -116,6 +160,10 @@ class RawEncoder:
 
   def num_values(self, j: int, values: Sequence, row0: int = 0) -> np.ndarray:
     """Raw numbers (null = missing; NaN and infinities are refused)."""
+    x = _numbers_fast(values)
+    return x if x is not None else self._num_values_slow(j, values, row0)
+
+  def _num_values_slow(self, j: int, values: Sequence, row0: int) -> np.ndarray:
     name = self.num_names[j]
     out = np.empty(len(values), np.float64)
     for i, v in enumerate(values):
@@ -159,30 +207,53 @@ class RawEncoder:
     if len(lens) != 1:
       raise RequestError(f"features have different numbers of values: {sorted(lens)}")
     (n,) = lens
-    keys = np.empty((n, len(self.cat_names)), np.int64)
-    for j, name in enumerate(self.cat_names):
-      keys[:, j] = self.cat_keys(j, cols[name])
-    num = np.empty((n, len(self.num_names)), np.float64)
-    for j, name in enumerate(self.num_names):
-      num[:, j] = self.num_values(j, cols[name])
-    return self.encode_keys(keys, num)
+    cat = [v for name in self.cat_names for v in cols[name]]  # feature-major
+    num = [v for name in self.num_names for v in cols[name]]
+    keys = self._keys(cat, n, rows_first=False)
+    return self.encode_keys(keys, self._numbers(num, n, rows_first=False))
 
   def encode_instances(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
     """[{feature: value}, ...] -> (cat ids, num values)."""
+    names = self._name_set
     for i, r in enumerate(rows):
       if not isinstance(r, Mapping):
         raise RequestError(
           f"instance {i}: expected an object of feature values, got {type(r).__name__}"
         )
-      if len(r) != len(self.names) or any(n not in r for n in self.names):
+      if r.keys() != names:
         check_names(r, self.names, where=f"instance {i}: ")
-    keys = np.empty((len(rows), len(self.cat_names)), np.int64)
-    for j, name in enumerate(self.cat_names):
-      keys[:, j] = self.cat_keys(j, [r[name] for r in rows])
-    num = np.empty((len(rows), len(self.num_names)), np.float64)
-    for j, name in enumerate(self.num_names):
-      num[:, j] = self.num_values(j, [r[name] for r in rows])
-    return self.encode_keys(keys, num)
+    cat = [r[name] for r in rows for name in self.cat_names]  # row-major
+    num = [r[name] for r in rows for name in self.num_names]
+    n = len(rows)
+    return self.encode_keys(self._keys(cat, n, True), self._numbers(num, n, True))
+
+  def _columns(self, flat: list, n: int, width: int, rows_first: bool) -> list[list]:
+    if rows_first:
+      return [flat[j::width] for j in range(width)]
+    return [flat[j * n : (j + 1) * n] for j in range(width)]
+
+  def _keys(self, flat: list, n: int, rows_first: bool) -> np.ndarray:
+    """Raw keys [n, F] of all categorical values at once (per column if that fails)."""
+    f = len(self.cat_names)
+    if f and all(k is criteo_key for k in self._str_key):
+      fast = _criteo_keys_fast(flat)
+      if fast is not None:
+        return fast.reshape(n, f) if rows_first else fast.reshape(f, n).T
+    keys = np.empty((n, f), np.int64)
+    for j, col in enumerate(self._columns(flat, n, f, rows_first)):
+      keys[:, j] = self.cat_keys(j, col)
+    return keys
+
+  def _numbers(self, flat: list, n: int, rows_first: bool) -> np.ndarray:
+    """Raw numbers [n, N] (NaN = missing) of all numeric values at once."""
+    m = len(self.num_names)
+    x = _numbers_fast(flat)
+    if x is not None:
+      return x.reshape(n, m) if rows_first else x.reshape(m, n).T
+    num = np.empty((n, m), np.float64)
+    for j, col in enumerate(self._columns(flat, n, m, rows_first)):
+      num[:, j] = self.num_values(j, col)
+    return num
 
 
 def check_names(given, expected: Sequence[str], where: str = "") -> None:
