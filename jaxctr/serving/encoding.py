@@ -56,25 +56,27 @@ def criteo_key(text: str) -> int:
 
 
 _NUMBER_TYPES = {int, float, type(None)}
-_HEX = np.full(128, 255, np.uint32)
+_HEX = np.full(256, 255, np.uint8)  # byte -> hex digit value; 255: not a hex digit
 for _i, _c in enumerate("0123456789abcdef"):
   _HEX[ord(_c)] = _HEX[ord(_c.upper())] = _i
 
 
 def _criteo_keys_fast(values: Sequence) -> np.ndarray | None:
   """`criteo_key` of a column of 8-hex-digit strings and nulls; None if any value is not."""
-  vals = ["" if v is None else v for v in values]
-  arr = np.array(vals)
-  if arr.dtype.kind != "U" or arr.dtype.itemsize > 32:  # not all strings, or longer than 8
+  try:
+    # S9: a 9th byte shows a string longer than 8 characters; non-ASCII text raises.
+    b = np.array(["" if v is None else v for v in values], "S9")
+  except (UnicodeEncodeError, TypeError, ValueError):
     return None
-  codes = arr.astype("U8").view(np.uint32).reshape(len(vals), 8)
-  blank = codes[:, 0] == 0
-  digits = _HEX[np.minimum(codes, 127)]
-  ok = (digits < 16).all(axis=1) | (blank & (codes == 0).all(axis=1))
-  if not ok.all() or (codes >= 128).any():
+  if b.dtype != np.dtype("S9"):
     return None
-  shifts = np.arange(28, -4, -4, dtype=np.uint64)
-  keys = (digits.astype(np.uint64) << shifts).sum(axis=1).astype(np.int64)
+  raw = b.view(np.uint8).reshape(len(b), 9)
+  blank = ~raw.any(axis=1)
+  digits = _HEX[raw[:, :8]]
+  if (raw[:, 8] != 0).any() or ((digits > 15).any(axis=1) & ~blank).any():
+    return None
+  packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 4] bytes, most significant first
+  keys = np.ascontiguousarray(packed).view(">u4")[:, 0].astype(np.int64)
   keys[blank] = MISSING_KEY
   return keys
 
@@ -84,11 +86,17 @@ def _numbers_fast(values: Sequence) -> np.ndarray | None:
   types = set(map(type, values))
   if not types <= _NUMBER_TYPES:
     return None
-  x = np.array(values, np.float64)
-  bad = ~np.isfinite(x)
-  if float in types and bad.any():  # NaN or inf sent as a number (not null)
-    bad &= np.array([v is not None for v in values])
-  return None if bad.any() else x
+  try:
+    x = np.array(values, np.float64)
+  except (OverflowError, TypeError, ValueError):
+    return None
+  if float in types:  # a NaN or inf sent as a number (not as null) is refused
+    bad = ~np.isfinite(x)
+    if bad.any() and (bad & np.array([v is not None for v in values])).any():
+      return None
+  elif np.isinf(x).any():  # an integer beyond float64
+    return None
+  return x
 
 
 def _int_key(text: str) -> int:

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from jaxctr import export, predict, train
 from jaxctr.data import parsers
+from jaxctr.serving import encoding
 from jaxctr.serving.app import make_app
 from jaxctr.serving.model import ServableModel
 from jaxctr.serving.versions import VersionManager
@@ -160,6 +161,7 @@ def test_serving_imports_no_training_stack_and_nothing_is_pickled(served):
   code = f"""
 import json, sys
 from jaxctr.serving.model import ServableModel
+from jaxctr.serving import encoding
 from jaxctr.serving.app import make_app
 from jaxctr.serving.versions import VersionManager
 import jaxctr.serve
@@ -199,3 +201,25 @@ def test_batch_scoring_of_raw_and_jsonl_files(served, tmp_path):
   bad.write_text(lines[0] + "\n" + "1\t2\n")
   with pytest.raises(parsers.DataError, match="bad.tsv:2"):
     predict.score_file(model_dir + "/1", str(bad), str(tmp_path / "q.txt"), progress=False)
+
+
+def test_request_keys_match_the_parsers():
+  """Vectorised and per-value key paths agree with each other and with the raw-file parsers."""
+  rng = np.random.default_rng(0)
+  vals = [f"{x:08x}" for x in rng.integers(0, 2**32, 300)] + ["FFFFFFFF", "0000000a", None]
+  fast = encoding._criteo_keys_fast(vals)
+  assert fast.tolist() == [encoding.criteo_key(v or "") for v in vals]
+  line = "0\t" + "\t" * 13 + "\t".join(v or "" for v in vals[:26])
+  (chunk,) = parsers.parse_criteo("<t>", blocks=[(line + "\n").encode()], strict=True)
+  assert chunk.cat[0].tolist() == fast[:26].tolist()
+  for bad in ("68fd1e6", "68fd1e6g", "68fd1e640", "68fd\x001e6", " 8fd1e64", "é8fd1e64"):
+    assert encoding._criteo_keys_fast([bad]) is None
+    with pytest.raises(ValueError):
+      encoding.criteo_key(bad)
+  cells = ["a", "1005", "", "device_ip_7"]
+  row = "1,0,14102100," + ",".join(cells + ["x"] * 17)
+  (chunk,) = parsers.parse_avazu("<t>", blocks=[(row + "\n").encode()], header=False, strict=True)
+  assert chunk.cat[0, 2:6].tolist() == [encoding.avazu_key(c) for c in cells]
+  assert encoding._numbers_fast([1, None, 2.5]).tolist()[::2] == [1.0, 2.5]
+  for bad in ([float("nan")], [float("inf")], [10**400], [True], ["1"]):
+    assert encoding._numbers_fast(bad) is None
