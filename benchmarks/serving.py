@@ -229,8 +229,8 @@ def main():
     total, errs = total + len(lat1), errs + e
 
     # 2. 256-instance requests, alternating with the offline batched rate in this process.
-    from jaxctr.serving.model import ServableModel
     from jaxctr.predict import resolve
+    from jaxctr.serving.model import ServableModel
 
     offline = ServableModel(resolve(model_dir), buckets=(4096,))
     served_rates, offline_rates, lat256 = [], [], []
@@ -251,9 +251,7 @@ def main():
 
     # 3. a new version appears while 1-instance requests run.
     async def swap_phase():
-      task = asyncio.create_task(
-        load(port, single, args.swap, args.clients, args.phase_seconds, 1)
-      )
+      task = asyncio.create_task(load(port, single, args.swap, args.clients, args.phase_seconds, 1))
       await asyncio.sleep(1.0)
       src = os.path.join(model_dir, "1")
       hidden = os.path.join(model_dir, ".tmp-2")
