@@ -192,8 +192,6 @@ def export(
   """Writes the artifact of (trainer, state) as ``output/<version>``; returns its path."""
   if dtype not in art.EXPORT_DTYPES:
     raise ValueError(f"--dtype: {dtype!r}; expected one of {art.EXPORT_DTYPES}")
-  if trainer.crosses is not None:
-    raise NotImplementedError("export: Wide & Deep cross-product features are not supported yet")
   if trainer.offload is not None:
     trainer.offload.flush(state)  # the host store becomes the current table
   coll = trainer.collection
@@ -252,6 +250,7 @@ def export(
     "tables": {n: art.table_to_json(t) for n, t in coll.logical_tables.items()},
     "stacks": stacks,
     "dhe": [p.feature.name for p in coll.dhe],
+    "crosses": _crosses_json(trainer),
     "num_params": len(leaves),
     "dtype": dtype,
     "max_abs_error": bounds,
@@ -262,6 +261,18 @@ def export(
   os.rename(tmp, final)
   logging.info("exported %s (%s tables) in %.1fs", final, dtype, time.perf_counter() - t0)
   return final
+
+
+def _crosses_json(trainer) -> dict | None:
+  """Wide & Deep's crossed pairs, hashed on the host at serving time as in training."""
+  if trainer.crosses is None:
+    return None
+  mc = trainer.config.model_config
+  return {
+    "pairs": [list(p) for p in mc.cross_pairs],
+    "num_buckets": trainer.crosses.num_buckets,
+    "seed": trainer.crosses.seed,
+  }
 
 
 def _write_stack(trainer, state, s, directory: str, index: int, dtype: str):

@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxctr import crosses as crosses_lib
 from jaxctr.embeddings import encoders
-from jaxctr.embeddings.specs import CATEGORICAL, NUMERIC, SEQUENCE
+from jaxctr.embeddings.specs import CATEGORICAL, NUMERIC, SEQUENCE, FeatureSpec
 from jaxctr.serving.artifact import Artifact
 
 MISSING_KEY = -1
@@ -283,12 +284,22 @@ class InputBuilder:
     }
     self.plans = artifact.plans
     self.phys = {f.name: f for f in artifact.phys_features}
+    self.crosses = None
+    cross = artifact.schema.get("crosses")
+    if cross:  # Wide & Deep: hashed pairs of encoded ids, as the trainer's loader makes them
+      dataset = [FeatureSpec.from_json(f) for f in artifact.schema["dataset"]["features"]]
+      self.crosses = crosses_lib.Crosses(
+        cross["pairs"], cross["num_buckets"], dataset, seed=cross["seed"]
+      )
 
   def __call__(self, cat: np.ndarray, num: np.ndarray):
     cols = {}
     dhe = {}
     for p in self.plans:
       f = p.feature
+      if f.name == crosses_lib.CROSS_KEY:
+        cols[f.name] = self.crosses.ids({"cat": cat})
+        continue
       ids = cat[:, self.cat_index[f.name], None]
       if p.method == "dhe":
         dhe[f.name] = np.asarray(ids[:, 0], np.int32)
