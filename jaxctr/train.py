@@ -527,6 +527,9 @@ def train_and_evaluate(
     trainer.mesh.size,
   )
   writer.write_text("config", config.to_json_best_effort(indent=2))
+  if jax.process_index() == 0:  # what `jaxctr.export` rebuilds the model from
+    with open(os.path.join(workdir, "config.json"), "w") as fh:
+      fh.write(config.to_json_best_effort(indent=2))
 
   def save(step, which):
     meta = {"best": stopper.best, "bad_evals": stopper.bad_evals, "step": step}

@@ -1,0 +1,157 @@
+r"""Batch scoring: click probabilities of every row of a raw file.
+
+  python -m jaxctr.predict --model_dir=/tmp/models/deepfm --input=day_1.tsv --output=p.txt
+  python -m jaxctr.predict --model_dir=/tmp/models/deepfm/3 --input=rows.jsonl --output=p.npy
+
+``--input`` is a file in the model's raw format (Criteo TSV, Avazu CSV with header, libFM,
+as the training data was; ``--has_label=false`` for files without the label column), or
+``.jsonl`` with one JSON object of raw feature values per line (as in a serving request).
+Rows are encoded exactly as in training and scored in batches; the output has one
+probability per input row, in order (``.npy``: float32 array; else text, one per line). A
+malformed row stops the run with its file and line (skipping it would misalign the output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import numpy as np
+from absl import app, flags, logging
+from tqdm import tqdm
+
+from jaxctr.serving import artifact as art
+from jaxctr.serving.model import ServableModel
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program: modules share absl's flags)."""
+  flags.DEFINE_string("model_dir", None, "Model directory (newest version) or one version.")
+  flags.DEFINE_string("input", None, "Raw file to score (model's raw format, or .jsonl).")
+  flags.DEFINE_string("output", None, "Where to write the probabilities (.npy or text).")
+  flags.DEFINE_integer("batch_size", 4096, "Rows per model call.")
+  flags.DEFINE_enum("has_label", "auto", ["auto", "true", "false"], "Label column in raw text.")
+  flags.DEFINE_boolean("progress_bar", True, "Show a progress bar.")
+
+
+def resolve(model_dir: str) -> str:
+  """A version directory: ``model_dir`` itself or its newest version."""
+  model_dir = os.path.abspath(os.path.expanduser(model_dir))
+  if os.path.exists(os.path.join(model_dir, art.SCHEMA_FILE)):
+    return model_dir
+  versions = art.list_versions(model_dir)
+  if not versions:
+    raise art.ArtifactError(f"{model_dir} holds no exported version")
+  return os.path.join(model_dir, str(versions[-1]))
+
+
+def _jsonl_batches(model, path: str, batch_size: int, bar) -> Iterator[np.ndarray]:
+  from jaxctr.serving.encoding import RequestError
+
+  rows, first = [], 1
+  with open(path, "rb") as fh:
+    for i, line in enumerate(fh, 1):
+      bar.update(len(line))
+      if not line.strip():
+        continue
+      try:
+        rows.append(json.loads(line))
+      except ValueError as e:
+        raise ValueError(f"{path}:{i}: invalid JSON ({e})") from None
+      if len(rows) == batch_size:
+        try:
+          yield model.encoder.encode_instances(rows)
+        except RequestError as e:
+          raise ValueError(f"{path}: lines {first}-{i}: {e}") from None
+        rows, first = [], i + 1
+  if rows:
+    try:
+      yield model.encoder.encode_instances(rows)
+    except RequestError as e:
+      raise ValueError(f"{path}: lines {first}-: {e}") from None
+
+
+def _raw_batches(model, path: str, has_label: str, bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  # Imported here: the text parsers live in the data package (which imports the dataset
+  # builders); scoring JSON lines needs none of it.
+  from jaxctr.data import parsers, storage
+
+  fmt = model.encoder.source_format
+  fns = {"criteo": parsers.parse_criteo, "avazu": parsers.parse_avazu, "libfm": parsers.parse_libfm}
+  if fmt not in fns:
+    raise ValueError(
+      f"{path}: the model was trained on {fmt or 'unknown'!r} data, which has no raw text "
+      "format; score a .jsonl file of feature values instead"
+    )
+  kw = dict(model.artifact.schema["dataset"].get("format_kwargs", {}))
+  if has_label != "auto" and fmt != "libfm":
+    kw["has_label"] = has_label == "true"
+
+  def blocks():
+    for b in storage.read_blocks(path):
+      bar.update(len(b))
+      yield b
+
+  for chunk in fns[fmt](path, blocks=blocks(), strict=True, **kw):
+    yield model.encoder.encode_keys(chunk.cat, chunk.num)
+
+
+def score_file(
+  model_dir: str,
+  path: str,
+  output: str,
+  *,
+  batch_size: int = 4096,
+  has_label: str = "auto",
+  progress: bool = True,
+) -> int:
+  """Scores ``path`` with the model in ``model_dir``; writes ``output``; returns the row count."""
+  model = ServableModel(resolve(model_dir), buckets=(min(batch_size, 4096),), warm=False)
+  bar = tqdm(
+    total=os.path.getsize(path), unit="B", unit_scale=True, disable=not progress, desc="scoring"
+  )
+  batches = (
+    _jsonl_batches(model, path, batch_size, bar)
+    if path.endswith((".jsonl", ".json"))
+    else _raw_batches(model, path, has_label, bar)
+  )
+  parts = []
+  try:
+    for cat, num in batches:
+      parts.append(model.predict_encoded(cat, num))
+  finally:
+    bar.close()
+  probs = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+  out = os.path.abspath(os.path.expanduser(output))
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  if out.endswith(".npy"):
+    np.save(out, probs)
+  else:
+    with open(out, "w") as fh:
+      fh.writelines(f"{p:.9g}\n" for p in probs)
+  return len(probs)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not (FLAGS.model_dir and FLAGS.input and FLAGS.output):
+    raise app.UsageError("--model_dir, --input and --output are required")
+  n = score_file(
+    FLAGS.model_dir,
+    FLAGS.input,
+    FLAGS.output,
+    batch_size=FLAGS.batch_size,
+    has_label=FLAGS.has_label,
+    progress=FLAGS.progress_bar,
+  )
+  logging.info("scored %d rows into %s", n, FLAGS.output)
+  print(json.dumps({"rows": n, "output": FLAGS.output}), flush=True)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,324 @@
+"""Raw request values -> the model's inputs, exactly as training encoded them.
+
+Two steps, both numpy on the host:
+
+1. `RawEncoder`: raw categorical values -> the raw int64 keys the dataset's parser makes
+   (Criteo: the value of the 8-hex-digit token; Avazu: a 63-bit FNV hash of the cell text;
+   libFM and synthetic data: the integer itself; missing: -1), then the training
+   vocabulary's ids (unseen keys -> the OOV id 0); raw numbers -> the prepared values
+   (missing filled, signed log1p, standardised with the training statistics), as
+   `jaxctr.data.preprocess.Encoder` does.
+2. `InputBuilder`: encoded ids -> per stack the id columns (with the embedding methods' id
+   transforms of `jaxctr.embeddings.encoders`) and their rows gathered from the tables,
+   plus the raw ids of DHE features: the arguments of the exported forward pass.
+
+Bad values raise `RequestError` naming the feature and the instance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from jaxctr import crosses as crosses_lib
+from jaxctr.embeddings import encoders
+from jaxctr.embeddings.specs import CATEGORICAL, NUMERIC, SEQUENCE, FeatureSpec
+from jaxctr.serving.artifact import Artifact
+
+MISSING_KEY = -1
+_FNV_OFFSET = np.uint64(1469598103934665603)  # the parser's constant (jaxctr.data.parsers)
+_FNV_PRIME = np.uint64(1099511628211)
+
+
+class RequestError(ValueError):
+  """A request is malformed; the message names the problem (answered with HTTP 400)."""
+
+
+def avazu_key(text: str) -> int:
+  """The Avazu parser's key of one cell: 64-bit FNV-style hash of its bytes, >> 1."""
+  if not text:
+    return MISSING_KEY
+  h = _FNV_OFFSET
+  with np.errstate(over="ignore"):
+    for b in text.encode():
+      h = (h ^ np.uint64(b)) * _FNV_PRIME
+  return int(h >> np.uint64(1))
+
+
+def criteo_key(text: str) -> int:
+  """The Criteo parser's key of one cell: the value of its 8 hex digits."""
+  if not text:
+    return MISSING_KEY
+  if len(text) != 8 or any(c not in "0123456789abcdefABCDEF" for c in text):
+    raise ValueError("expected 8 hex digits")
+  return int(text, 16)
+
+
+_NUMBER_TYPES = {int, float, type(None)}
+_HEX = np.full(256, 255, np.uint8)  # byte -> hex digit value; 255: not a hex digit
+for _i, _c in enumerate("0123456789abcdef"):
+  _HEX[ord(_c)] = _HEX[ord(_c.upper())] = _i
+
+
+def _criteo_keys_fast(values: Sequence) -> np.ndarray | None:
+  """`criteo_key` of a column of 8-hex-digit strings and nulls; None if any value is not."""
+  try:
+    # S9: a 9th byte shows a string longer than 8 characters; non-ASCII text raises.
+    b = np.array(["" if v is None else v for v in values], "S9")
+  except (UnicodeEncodeError, TypeError, ValueError):
+    return None
+  if b.dtype != np.dtype("S9"):
+    return None
+  raw = b.view(np.uint8).reshape(len(b), 9)
+  blank = ~raw.any(axis=1)
+  digits = _HEX[raw[:, :8]]
+  if (raw[:, 8] != 0).any() or ((digits > 15).any(axis=1) & ~blank).any():
+    return None
+  packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 4] bytes, most significant first
+  keys = np.ascontiguousarray(packed).view(">u4")[:, 0].astype(np.int64)
+  keys[blank] = MISSING_KEY
+  return keys
+
+
+def _numbers_fast(values: Sequence) -> np.ndarray | None:
+  """float64 of ints, floats and nulls (-> NaN); None if any is another type, NaN or inf."""
+  types = set(map(type, values))
+  if not types <= _NUMBER_TYPES:
+    return None
+  try:
+    x = np.array(values, np.float64)
+  except (OverflowError, TypeError, ValueError):
+    return None
+  if float in types:  # a NaN or inf sent as a number (not as null) is refused
+    bad = ~np.isfinite(x)
+    if bad.any() and (bad & np.array([v is not None for v in values])).any():
+      return None
+  elif np.isinf(x).any():  # an integer beyond float64
+    return None
+  return x
+
+
+def _int_key(text: str) -> int:
+  return int(text) if text else MISSING_KEY
+
+
+class RawEncoder:
+  """Raw values of the dataset's features -> (cat ids int32 [B, F], num float32 [B, N])."""
+
+  def __init__(self, artifact: Artifact):
+    info = artifact.schema["dataset"]
+    feats = info["features"]
+    if any(f["kind"] == SEQUENCE for f in feats):
+      raise NotImplementedError("serving sequence features is not supported yet")
+    self.cat_names = [f["name"] for f in feats if f["kind"] == CATEGORICAL]
+    self.num_names = [f["name"] for f in feats if f["kind"] == NUMERIC]
+    self.names = self.cat_names + self.num_names
+    self._name_set = set(self.names)
+    self.source_format = info.get("source_format", "")
+    # Avazu's expanded hour columns are integers in the parser too; every other Avazu column
+    # is hashed text.
+    str_key = {"criteo": criteo_key, "avazu": avazu_key}.get(self.source_format, _int_key)
+    self._str_key = [
+      _int_key if n in ("hour_of_day", "weekday", "hour") else str_key for n in self.cat_names
+    ]
+    self._hash_ints = [self.source_format == "avazu" and k is avazu_key for k in self._str_key]
+    self.vocabs = artifact.vocabs
+    pre = info.get("preprocess", {})
+    self.transform = pre.get("numeric_transform", "log1p_standardize")
+    st = info.get("numeric_stats", ())
+    fill = pre.get("numeric_fill", "zero")
+    self.fill = np.array([s["mean"] if fill == "mean" else 0.0 for s in st])
+    self.shift = np.array([s["log1p_mean"] for s in st])
+    self.scale = np.array([s["log1p_std"] if s["log1p_std"] > 0 else 1.0 for s in st])
+
+  # ------------------------------------------------------------------ raw keys
+  def cat_keys(self, j: int, values: Sequence, row0: int = 0) -> np.ndarray:
+    """Raw keys of categorical feature j's values (int, str or None)."""
+    if self._str_key[j] is criteo_key:  # the common case, vectorised
+      fast = _criteo_keys_fast(values)
+      if fast is not None:
+        return fast
+    return self._cat_keys_slow(j, values, row0)
+
+  def _cat_keys_slow(self, j: int, values: Sequence, row0: int) -> np.ndarray:
+    name = self.cat_names[j]
+    out = np.empty(len(values), np.int64)
+    to_key, hash_ints = self._str_key[j], self._hash_ints[j]
+    for i, v in enumerate(values):
+      if v is None:
+        out[i] = MISSING_KEY
+      elif isinstance(v, str):
+        try:
+          out[i] = to_key(v)
+        except ValueError as e:
+          raise RequestError(
+            f"instance {row0 + i}: feature {name!r}: bad value {v!r} ({e})"
+          ) from None
+      elif isinstance(v, int) and not isinstance(v, bool):
+        if not -(2**63) <= v < 2**63:
+          raise RequestError(f"instance {row0 + i}: feature {name!r}: {v} is out of int64 range")
+        out[i] = avazu_key(str(v)) if hash_ints else v
+      else:
+        raise RequestError(
+          f"instance {row0 + i}: feature {name!r}: expected a string, an integer or null, got "
+          f"{type(v).__name__} {v!r}"
+        )
+    return out
+
+  def num_values(self, j: int, values: Sequence, row0: int = 0) -> np.ndarray:
+    """Raw numbers (null = missing; NaN and infinities are refused)."""
+    x = _numbers_fast(values)
+    return x if x is not None else self._num_values_slow(j, values, row0)
+
+  def _num_values_slow(self, j: int, values: Sequence, row0: int) -> np.ndarray:
+    name = self.num_names[j]
+    out = np.empty(len(values), np.float64)
+    for i, v in enumerate(values):
+      if v is None:
+        out[i] = np.nan
+      elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        if not math.isfinite(v):
+          raise RequestError(
+            f"instance {row0 + i}: feature {name!r}: {v} is not allowed (send null for missing)"
+          )
+        out[i] = v
+      else:
+        raise RequestError(
+          f"instance {row0 + i}: feature {name!r}: expected a number or null, got "
+          f"{type(v).__name__} {v!r}"
+        )
+    return out
+
+  # ---------------------------------------------------------------- encoding
+  def encode_keys(self, keys: np.ndarray, num_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw keys int64 [B, F] and raw numbers [B, N] (NaN = missing) -> model ids and values."""
+    keys = np.asarray(keys, np.int64).reshape(len(keys), len(self.cat_names))
+    cat = np.empty(keys.shape, np.int32)
+    for f, (vk, vi) in enumerate(self.vocabs):
+      pos = np.searchsorted(vk, keys[:, f])
+      pos = np.minimum(pos, len(vk) - 1)
+      hit = vk[pos] == keys[:, f] if len(vk) else np.zeros(len(keys), bool)
+      cat[:, f] = np.where(hit, vi[pos] if len(vk) else 0, 0)
+    x = np.asarray(num_raw, np.float64).reshape(len(keys), len(self.num_names))
+    x = np.where(np.isnan(x), self.fill, x)
+    if self.transform != "none":
+      x = np.copysign(np.log1p(np.abs(x)), x)
+    if self.transform == "log1p_standardize":
+      x = (x - self.shift) / self.scale
+    return cat, x.astype(np.float32)
+
+  def encode_columns(self, cols: Mapping[str, Sequence]) -> tuple[np.ndarray, np.ndarray]:
+    """{feature: values} (every feature, equal lengths) -> (cat ids, num values)."""
+    check_names(cols, self.names)
+    lens = {len(v) for v in cols.values()}
+    if len(lens) != 1:
+      raise RequestError(f"features have different numbers of values: {sorted(lens)}")
+    (n,) = lens
+    cat = [v for name in self.cat_names for v in cols[name]]  # feature-major
+    num = [v for name in self.num_names for v in cols[name]]
+    keys = self._keys(cat, n, rows_first=False)
+    return self.encode_keys(keys, self._numbers(num, n, rows_first=False))
+
+  def encode_instances(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+    """[{feature: value}, ...] -> (cat ids, num values)."""
+    names = self._name_set
+    for i, r in enumerate(rows):
+      if not isinstance(r, Mapping):
+        raise RequestError(
+          f"instance {i}: expected an object of feature values, got {type(r).__name__}"
+        )
+      if r.keys() != names:
+        check_names(r, self.names, where=f"instance {i}: ")
+    cat = [r[name] for r in rows for name in self.cat_names]  # row-major
+    num = [r[name] for r in rows for name in self.num_names]
+    n = len(rows)
+    return self.encode_keys(self._keys(cat, n, True), self._numbers(num, n, True))
+
+  def _columns(self, flat: list, n: int, width: int, rows_first: bool) -> list[list]:
+    if rows_first:
+      return [flat[j::width] for j in range(width)]
+    return [flat[j * n : (j + 1) * n] for j in range(width)]
+
+  def _keys(self, flat: list, n: int, rows_first: bool) -> np.ndarray:
+    """Raw keys [n, F] of all categorical values at once (per column if that fails)."""
+    f = len(self.cat_names)
+    if f and all(k is criteo_key for k in self._str_key):
+      fast = _criteo_keys_fast(flat)
+      if fast is not None:
+        return fast.reshape(n, f) if rows_first else fast.reshape(f, n).T
+    keys = np.empty((n, f), np.int64)
+    for j, col in enumerate(self._columns(flat, n, f, rows_first)):
+      keys[:, j] = self.cat_keys(j, col)
+    return keys
+
+  def _numbers(self, flat: list, n: int, rows_first: bool) -> np.ndarray:
+    """Raw numbers [n, N] (NaN = missing) of all numeric values at once."""
+    m = len(self.num_names)
+    x = _numbers_fast(flat)
+    if x is not None:
+      return x.reshape(n, m) if rows_first else x.reshape(m, n).T
+    num = np.empty((n, m), np.float64)
+    for j, col in enumerate(self._columns(flat, n, m, rows_first)):
+      num[:, j] = self.num_values(j, col)
+    return num
+
+
+def check_names(given, expected: Sequence[str], where: str = "") -> None:
+  unknown = [k for k in given if k not in set(expected)]
+  if unknown:
+    raise RequestError(f"{where}unknown feature {unknown[0]!r}; expected {list(expected)}")
+  missing = [k for k in expected if k not in given]
+  if missing:
+    raise RequestError(f"{where}missing feature {missing[0]!r}")
+
+
+class InputBuilder:
+  """Encoded ids and values -> the exported forward pass's (rows, ids, dhe, num)."""
+
+  def __init__(self, artifact: Artifact):
+    self.artifact = artifact
+    self.cat_index = {
+      f.name: i for i, f in enumerate(f for f in artifact.features if f.kind == CATEGORICAL)
+    }
+    self.plans = artifact.plans
+    self.phys = {f.name: f for f in artifact.phys_features}
+    self.crosses = None
+    cross = artifact.schema.get("crosses")
+    if cross:  # Wide & Deep: hashed pairs of encoded ids, as the trainer's loader makes them
+      dataset = [FeatureSpec.from_json(f) for f in artifact.schema["dataset"]["features"]]
+      self.crosses = crosses_lib.Crosses(
+        cross["pairs"], cross["num_buckets"], dataset, seed=cross["seed"]
+      )
+
+  def __call__(self, cat: np.ndarray, num: np.ndarray):
+    cols = {}
+    dhe = {}
+    for p in self.plans:
+      f = p.feature
+      if f.name == crosses_lib.CROSS_KEY:
+        cols[f.name] = self.crosses.ids({"cat": cat})
+        continue
+      ids = cat[:, self.cat_index[f.name], None]
+      if p.method == "dhe":
+        dhe[f.name] = np.asarray(ids[:, 0], np.int32)
+      elif p.method == "full":
+        cols[f.name] = ids
+      else:
+        cols.update(encoders.transform(p, ids))
+    rows, ids_out = {}, {}
+    for s in self.artifact.stacks:
+      blocks = []
+      for c in s.columns:
+        f = self.phys[c["feature"]]
+        x = np.asarray(cols[f.name], np.int64)
+        if f.kind == SEQUENCE:  # sub-features of an embedding method: -1 = no row
+          x = np.where(x >= 0, x + c["offset"], s.rows)
+        else:
+          x = x + c["offset"]
+        blocks.append(x)
+      flat = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+      ids_out[s.name] = flat.astype(np.int32)
+      rows[s.name] = s.gather(flat)
+    return rows, ids_out, dhe, np.asarray(num, np.float32)

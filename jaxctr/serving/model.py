@@ -1,0 +1,89 @@
+"""A loaded model version: raw values in, click probabilities out.
+
+Batches are padded up to one of a few bucket sizes, each compiled (and run once) when the
+version loads, so no request ever waits for a compilation and XLA sees few shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxctr.serving.artifact import Artifact
+from jaxctr.serving.encoding import InputBuilder, RawEncoder
+
+DEFAULT_BUCKETS = (1, 8, 32, 128, 512)
+
+
+class ServableModel:
+  """One exported version, ready to predict.
+
+  Args:
+    path: The version's directory (``MODEL_DIR/<version>``).
+    buckets: Padded batch sizes; a batch runs at the smallest bucket that holds it, larger
+      batches in chunks of the largest bucket.
+    warm: Compile and run every bucket now.
+  """
+
+  def __init__(self, path: str, buckets: Sequence[int] = DEFAULT_BUCKETS, warm: bool = True):
+    t0 = time.perf_counter()
+    self.artifact = Artifact(path)
+    self.version = self.artifact.version
+    self.encoder = RawEncoder(self.artifact)
+    self.inputs = InputBuilder(self.artifact)
+    self.buckets = tuple(sorted(set(int(b) for b in buckets)))
+    self.params = [jax.device_put(x) for x in self.artifact.params]
+    self._call = jax.jit(self.artifact.exported.call)
+    if warm:
+      self.warm()
+    logging.info("loaded %s (buckets %s) in %.1fs", path, self.buckets, time.perf_counter() - t0)
+
+  @property
+  def max_bucket(self) -> int:
+    return self.buckets[-1]
+
+  @property
+  def feature_names(self) -> list[str]:
+    return self.encoder.names
+
+  def warm(self) -> None:
+    """Compiles and runs every bucket size once."""
+    for b in self.buckets:
+      cat = np.zeros((b, len(self.encoder.cat_names)), np.int32)
+      num = np.zeros((b, len(self.encoder.num_names)), np.float32)
+      self._run(cat, num)
+
+  def _run(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+    rows, ids, dhe, num = self.inputs(cat, num)
+    return np.asarray(self._call(self.params, rows, ids, dhe, num))
+
+  def predict_encoded(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+    """Probabilities [B] of encoded ids [B, F] and prepared numeric values [B, N]."""
+    n = len(cat)
+    out = np.empty(n, np.float32)
+    for lo in range(0, n, self.max_bucket):
+      hi = min(lo + self.max_bucket, n)
+      m = hi - lo
+      b = next(x for x in self.buckets if x >= m)
+      c, x = cat[lo:hi], num[lo:hi]
+      if b > m:  # pad with OOV ids and zeros; their outputs are dropped
+        c = np.concatenate([c, np.zeros((b - m, c.shape[1]), c.dtype)])
+        x = np.concatenate([x, np.zeros((b - m, x.shape[1]), x.dtype)])
+      out[lo:hi] = self._run(c, x)[:m]
+    return out
+
+  def predict_instances(self, rows: Sequence[Mapping]) -> np.ndarray:
+    """Probabilities of raw instances [{feature: raw value}, ...]."""
+    return self.predict_encoded(*self.encoder.encode_instances(rows))
+
+  def predict_columns(self, cols: Mapping[str, Sequence]) -> np.ndarray:
+    """Probabilities of raw columns {feature: [raw values]}."""
+    return self.predict_encoded(*self.encoder.encode_columns(cols))
+
+  def predict_keys(self, keys: np.ndarray, num_raw: np.ndarray) -> np.ndarray:
+    """Probabilities of parsed raw keys [B, F] and raw numbers [B, N] (NaN = missing)."""
+    return self.predict_encoded(*self.encoder.encode_keys(keys, num_raw))

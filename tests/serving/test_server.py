@@ -1,0 +1,225 @@
+"""The TF-Serving-compatible HTTP API: predictions, status, metadata, errors, version swap."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from jaxctr import export, predict, train
+from jaxctr.data import parsers
+from jaxctr.serving import encoding
+from jaxctr.serving.app import make_app
+from jaxctr.serving.model import ServableModel
+from jaxctr.serving.versions import VersionManager
+from tests.serving import common
+
+BUCKETS = (8, 64)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+  """(trainer, state, model_dir with version 1, raw test instances, their raw lines)."""
+  tmp = tmp_path_factory.mktemp("served")
+  ds, test_lines = common.prepare(str(tmp))
+  trainer = train.Trainer(common.config("deepfm", **{"numeric.encoder": "log"}), dataset=ds)
+  state = trainer.init_state()
+  model_dir = str(tmp / "models")
+  export.export(trainer, state, model_dir)
+  blob = ("\n".join(test_lines[:64]) + "\n").encode()
+  (chunk,) = parsers.parse_criteo("<t>", blocks=[blob], strict=True)
+  names = [f.name for f in ds.info.features]
+  rows = []
+  for k, x in zip(chunk.cat, chunk.num, strict=True):
+    r = {n: (f"{v:08x}" if v >= 0 else None) for n, v in zip(names[:26], k, strict=True)}
+    r.update({n: (None if np.isnan(v) else int(v)) for n, v in zip(names[26:], x, strict=True)})
+    rows.append(r)
+  return trainer, state, model_dir, rows, test_lines[:64]
+
+
+def _client(model_dir, **kw):
+  manager = VersionManager(model_dir, buckets=BUCKETS, max_batch=64, poll_seconds=0)
+  return TestClient(make_app(manager, "ctr", **kw)), manager
+
+
+def test_predict_status_metadata(served):
+  _, _, model_dir, rows, _ = served
+  ref = ServableModel(os.path.join(model_dir, "1"), buckets=BUCKETS).predict_instances(rows)
+  client, _ = _client(model_dir)
+  with client:
+    r = client.post("/v1/models/ctr:predict", json={"instances": rows})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["predictions"], ref, atol=1e-6, rtol=0)
+    cols = {k: [row[k] for row in rows[:5]] for k in rows[0]}
+    r = client.post("/v1/models/ctr/versions/1:predict", json={"inputs": cols})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["outputs"], ref[:5], atol=1e-6, rtol=0)
+    status = client.get("/v1/models/ctr").json()["model_version_status"]
+    assert status == [
+      {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+    meta = client.get("/v1/models/ctr/metadata").json()
+    inputs = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    assert sorted(inputs) == sorted(rows[0]) and meta["model_spec"]["version"] == "1"
+    assert client.get("/v1/models/other").status_code == 404
+    assert (
+      client.post("/v1/models/ctr/versions/7:predict", json={"instances": rows}).status_code == 404
+    )
+
+
+def test_malformed_requests_get_400_and_the_server_keeps_serving(served):
+  _, _, model_dir, rows, _ = served
+  good = rows[0]
+  drop = {k: v for k, v in good.items() if k != "C3"}
+  corpus = [
+    (b"{not json", "invalid JSON"),
+    (b"[1, 2]", "JSON object"),
+    (json.dumps({"instances": [dict(good, C99="x")]}), "unknown feature 'C99'"),
+    (json.dumps({"instances": [drop]}), "missing feature 'C3'"),
+    (json.dumps({"instances": [dict(good, C1=1.5)]}), "'C1': expected a string"),
+    (json.dumps({"instances": [dict(good, C1="zz")]}), "'C1': bad value"),
+    (json.dumps({"instances": [dict(good, I1="3")]}), "'I1': expected a number"),
+    (json.dumps({"instances": [dict(good, I2=True)]}), "'I2': expected a number"),
+    ('{"instances": [' + json.dumps(good)[:-1] + ', "I1": NaN}]}', "NaN"),
+    (json.dumps({"instances": [good] * 9}), "limit is 8"),
+    (json.dumps({"instances": []}), "no instances"),
+    (json.dumps({"instances": good}), "must be a list"),
+    (json.dumps({"instances": ["x"]}), "instance 0"),
+    (json.dumps({"instances": [good], "inputs": {}}), "exactly one"),
+    (json.dumps({"rows": [good]}), "unknown request key"),
+    (json.dumps({"inputs": {"C1": ["68fd1e64"], "C2": []}}), "feature"),
+    (json.dumps({"inputs": {"C1": "68fd1e64"}}), "must be a list"),
+    (json.dumps({"instances": [good], "signature_name": "x"}), "signature_name"),
+    (b"x" * 30000, "exceeds the limit"),
+  ]
+  client, _ = _client(model_dir, max_instances=8, max_body_bytes=20000)
+  with client:
+    for body, msg in corpus:
+      r = client.post(
+        "/v1/models/ctr:predict", content=body, headers={"content-type": "application/json"}
+      )
+      assert r.status_code == 400, (body[:80], r.text)
+      assert msg in r.json()["error"], (msg, r.json())
+    r = client.post("/v1/models/ctr:predict", json={"instances": rows[:3]})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+
+
+def test_new_version_is_swapped_in_without_failing_a_request(served):
+  trainer, state, model_dir, rows, _ = served
+
+  async def run():
+    manager = VersionManager(model_dir, buckets=BUCKETS, max_batch=64, poll_seconds=0)
+    asgi = make_app(manager, "ctr", start=False)
+    await manager.start()
+    transport = httpx.ASGITransport(app=asgi)
+    codes, stop = [], asyncio.Event()
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+      async def load(i):
+        while not stop.is_set() or len(codes) < 40:
+          r = await client.post("/v1/models/ctr:predict", json={"instances": rows[i : i + 3]})
+          codes.append(r.status_code)
+
+      tasks = [asyncio.create_task(load(i)) for i in range(8)]
+      await asyncio.sleep(0.2)
+      loop = asyncio.get_running_loop()
+      # A new version appears (written by another process), is loaded, warmed and swapped in.
+      await loop.run_in_executor(None, lambda: export.export(trainer, state, model_dir))
+      assert await manager.poll() == 2
+      await asyncio.sleep(0.2)
+      stop.set()
+      await asyncio.gather(*tasks)
+      for _ in range(100):  # the old version goes once its requests are answered
+        if sorted(manager.versions) == [2]:
+          break
+        await asyncio.sleep(0.02)
+      status = (await client.get("/v1/models/ctr")).json()["model_version_status"]
+    await manager.stop()
+    return codes, status, sorted(manager.versions)
+
+  codes, status, versions = asyncio.run(run())
+  assert len(codes) >= 40 and set(codes) == {200}
+  assert versions == [2] and status[0]["version"] == "2" and status[0]["state"] == "AVAILABLE"
+
+
+def test_serving_imports_no_training_stack_and_nothing_is_pickled(served):
+  _, _, model_dir, rows, _ = served
+  path = os.path.join(model_dir, "1")
+  for root, _, files in os.walk(path):
+    for f in files:
+      assert f.endswith((".json", ".npy", ".npz", ".jaxexport")), f
+      if f.endswith(".npy"):
+        np.load(os.path.join(root, f), allow_pickle=False)
+      elif f.endswith(".npz"):
+        with np.load(os.path.join(root, f), allow_pickle=False) as z:
+          [z[k] for k in z.files]
+  code = f"""
+import json, sys
+from jaxctr.serving.model import ServableModel
+from jaxctr.serving import encoding
+from jaxctr.serving.app import make_app
+from jaxctr.serving.versions import VersionManager
+import jaxctr.serve
+m = ServableModel({path!r}, buckets=(8,))
+p = m.predict_instances(json.loads(sys.stdin.read()))
+heavy = ("flax", "optax", "orbax", "tensorflow_datasets", "tensorflow", "ml_collections")
+print(json.dumps({{"p": p.tolist(), "mods": sorted(m for m in sys.modules if m.split(".")[0] in heavy)}}))
+"""
+  env = dict(os.environ, PYTHONPATH=os.getcwd())
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    input=json.dumps(rows[:4]),
+    capture_output=True,
+    text=True,
+    env=env,
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  res = json.loads(out.stdout.strip().splitlines()[-1])
+  assert res["mods"] == []
+  assert len(res["p"]) == 4
+
+
+def test_batch_scoring_of_raw_and_jsonl_files(served, tmp_path):
+  _, _, model_dir, rows, lines = served
+  ref = ServableModel(os.path.join(model_dir, "1"), buckets=BUCKETS).predict_instances(rows)
+  raw = tmp_path / "day.tsv"
+  raw.write_text("\n".join(lines) + "\n")
+  n = predict.score_file(model_dir + "/1", str(raw), str(tmp_path / "p.txt"), batch_size=16)
+  assert n == len(rows)
+  got = np.loadtxt(tmp_path / "p.txt")
+  np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
+  jl = tmp_path / "rows.jsonl"
+  jl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  predict.score_file(model_dir + "/1", str(jl), str(tmp_path / "p.npy"), batch_size=16)
+  np.testing.assert_allclose(np.load(tmp_path / "p.npy"), ref, atol=1e-6, rtol=0)
+  bad = tmp_path / "bad.tsv"
+  bad.write_text(lines[0] + "\n" + "1\t2\n")
+  with pytest.raises(parsers.DataError, match="bad.tsv:2"):
+    predict.score_file(model_dir + "/1", str(bad), str(tmp_path / "q.txt"), progress=False)
+
+
+def test_request_keys_match_the_parsers():
+  """Vectorised and per-value key paths agree with each other and with the raw-file parsers."""
+  rng = np.random.default_rng(0)
+  vals = [f"{x:08x}" for x in rng.integers(0, 2**32, 300)] + ["FFFFFFFF", "0000000a", None]
+  fast = encoding._criteo_keys_fast(vals)
+  assert fast.tolist() == [encoding.criteo_key(v or "") for v in vals]
+  line = "0\t" + "\t" * 13 + "\t".join(v or "" for v in vals[:26])
+  (chunk,) = parsers.parse_criteo("<t>", blocks=[(line + "\n").encode()], strict=True)
+  assert chunk.cat[0].tolist() == fast[:26].tolist()
+  for bad in ("68fd1e6", "68fd1e6g", "68fd1e640", "68fd\x001e6", " 8fd1e64", "é8fd1e64"):
+    assert encoding._criteo_keys_fast([bad]) is None
+    with pytest.raises(ValueError):
+      encoding.criteo_key(bad)
+  cells = ["a", "1005", "", "device_ip_7"]
+  row = "1,0,14102100," + ",".join(cells + ["x"] * 17)
+  (chunk,) = parsers.parse_avazu("<t>", blocks=[(row + "\n").encode()], header=False, strict=True)
+  assert chunk.cat[0, 2:6].tolist() == [encoding.avazu_key(c) for c in cells]
+  assert encoding._numbers_fast([1, None, 2.5]).tolist()[::2] == [1.0, 2.5]
+  for bad in ([float("nan")], [float("inf")], [10**400], [True], ["1"]):
+    assert encoding._numbers_fast(bad) is None
