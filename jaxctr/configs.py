@@ -20,6 +20,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.manual_dir = ""  # raw downloads (real datasets)
   c.dataset.builder_kwargs = ml_collections.ConfigDict()  # e.g. builder config name / sizes
   c.dataset.group_feature = ""  # if set, report group AUC over this feature
+  # Reliability (jaxctr/data/fingerprint.py, jaxctr/guards.py): prepared data whose raw files
+  # or preparation options changed is prepared again (reprepare) or refused (fail).
+  c.dataset.on_source_change = "reprepare"  # reprepare|fail
 
   c.model = "deepfm"
   c.model_config = ml_collections.ConfigDict()

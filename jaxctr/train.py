@@ -49,6 +49,7 @@ class Trainer:
       os.path.expanduser(config.dataset.data_dir),
       manual_dir=os.path.expanduser(config.dataset.manual_dir) or None,
       builder_kwargs=dict(config.dataset.builder_kwargs),
+      on_source_change=config.dataset.on_source_change,
     )
     info = self.dataset.info
     self.features = tuple(info.features)
