@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxctr import cli
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -39,6 +42,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_library_logs()  # library INFO only from --verbosity=1 on
   from jaxctr import hostmem
 
   if FLAGS.config.host_memory == "reuse":  # before XLA's threads first allocate
@@ -65,6 +69,7 @@ def main(argv):
 
 
 def run():
+  cli.add_config_import_paths(sys.argv)  # before the flag parser imports the config file
   app.run(main)
 
 
