@@ -115,6 +115,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 0  # 0: at every evaluation
   c.checkpoint.max_to_keep = 2
   c.checkpoint.async_save = True
+  # A NaN/inf loss or gradient (jaxctr/guards.py): stop (naming step, batch and features;
+  # no checkpoint holds the bad update) or skip such batches (no update; counted).
+  c.on_nonfinite = "stop"  # stop|skip
 
   # Host-offload cache (jaxctr/embeddings/offload.py): every row of the offloaded tables
   # lives in host memory, the hot ones in a device-resident cache.
