@@ -27,11 +27,11 @@ import optax
 from absl import logging
 from flax import nnx
 
+from jaxctr import bounds, guards, hostmem, models, parallel
 from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
 from jaxctr import features as features_lib
-from jaxctr import guards, hostmem, models, parallel
 from jaxctr import metrics as metrics_lib
 from jaxctr.embeddings import offload as offload_lib
 from jaxctr.embeddings import planner, regularization, sharded
@@ -524,6 +524,7 @@ def train_and_evaluate(
       f"config.batch_size={config.batch_size} exceeds the training split "
       f"({trainer.dataset.info.num_examples['train']} examples)"
     )
+  bounds.check_trainer(trainer)  # tables and batches that cannot fit: refused, with numbers
   total_steps = trainer.total_steps
   trainer.lr_scale(jnp.zeros((), jnp.int32))  # validates config.lr_schedule before training
   regularization.check_mode(config.embedding.l2_mode)
