@@ -1,6 +1,6 @@
 r"""kill -9 at random moments of training with async checkpoints, then resume: bit-identical?
 
-  python benchmarks/kill_resume.py [--trials=20] [--steps=120] [--seed=0]
+  python benchmarks/kill_resume.py [--trials=20] [--steps=120] [--seed=0] [--parallel=1]
 
 A tiny run (synthetic `tiny` data, FM, an async checkpoint every 2 steps, so that a good
 share of the kills land while a save is being written) is run once uninterrupted for the
@@ -15,13 +15,15 @@ counts as
   reference's.
 
 `mid_save` counts kills that left an unfinished (temporary) checkpoint folder behind. Each
-run is a fresh process (`--child`), as a restarted job would be. The last stdout line is
+run is a fresh process (`--child`), as a restarted job would be; `--parallel` runs several
+trials at once (each in its own workdir) on a machine with cores to spare. The last stdout line is
 {"trials": n, "resumed": r, "identical": i, "mid_save": m, ...}.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -117,6 +119,7 @@ def main() -> None:
   ap.add_argument("--trials", type=int, default=20)
   ap.add_argument("--steps", type=int, default=120)
   ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--parallel", type=int, default=1, help="trials run at the same time")
   args = ap.parse_args()
   if args.child:
     child(args.workdir, args.data_dir, args.steps)
@@ -124,11 +127,12 @@ def main() -> None:
   rng = random.Random(args.seed)
   root = tempfile.mkdtemp(prefix="kill_resume_")
   data_dir = os.path.join(root, "tfds")
+  env = _env(root)
   try:
     # Reference run (also prepares the data); the training window is timed from the first
     # checkpoint folder to the exit.
     wd = os.path.join(root, "reference")
-    p = subprocess.Popen(_cmd(wd, data_dir, args.steps), env=_env(os.path.dirname(data_dir)), stdout=subprocess.PIPE,
+    p = subprocess.Popen(_cmd(wd, data_dir, args.steps), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     ckpt_dir = os.path.join(wd, "checkpoints")
     while p.poll() is None and not (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir)):
@@ -138,29 +142,25 @@ def main() -> None:
     window = time.perf_counter() - t0
     ref = json.loads(out.strip().splitlines()[-1])
     print(f"reference: {ref} training window {window:.1f}s", flush=True)
-    resumed = identical = mid_save = kills = 0
-    for t in range(args.trials):
+
+    def trial(t: int) -> tuple[bool, bool, bool, bool]:
       wd = os.path.join(root, f"trial{t}")
       ckpt_dir = os.path.join(wd, "checkpoints")
-      p = subprocess.Popen(_cmd(wd, data_dir, args.steps), env=_env(os.path.dirname(data_dir)),
+      p = subprocess.Popen(_cmd(wd, data_dir, args.steps), env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
       while p.poll() is None and not (os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir)):
         time.sleep(0.005)
-      delay = rng.uniform(0, window)
+      delay = delays[t]
       time.sleep(delay)
       killed = p.poll() is None
       if killed:
         os.kill(p.pid, signal.SIGKILL)
-        kills += 1
       p.wait()
       steps_on_disk, partial = _complete_steps(ckpt_dir), _unfinished(ckpt_dir)
-      mid_save += bool(partial)
       expect_start = steps_on_disk[-1] if steps_on_disk else 0
       r = _run(wd, data_dir, args.steps)
       ok_resume = "error" not in r and r["start"] == expect_start and r["step"] == args.steps
       same = ok_resume and r["hash"] == ref["hash"]
-      resumed += ok_resume
-      identical += same
       print(
         f"trial {t}: kill after {delay:.2f}s (killed={killed}) complete={steps_on_disk[-3:]} "
         f"partial={partial} -> {r.get('error', '')[-300:] or r} resumed={ok_resume} "
@@ -168,6 +168,12 @@ def main() -> None:
         flush=True,
       )
       shutil.rmtree(wd, ignore_errors=True)
+      return killed, bool(partial), ok_resume, same
+
+    delays = [rng.uniform(0, window) for _ in range(args.trials)]
+    with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+      outcomes = list(pool.map(trial, range(args.trials)))
+    kills, mid_save, resumed, identical = (sum(x) for x in zip(*outcomes, strict=True))
   finally:
     shutil.rmtree(root, ignore_errors=True)
   result = {
@@ -178,6 +184,7 @@ def main() -> None:
     "mid_save": mid_save,
     "steps": args.steps,
     "training_window_s": round(window, 1),
+    "parallel": args.parallel,
   }
   print(json.dumps(result))
 

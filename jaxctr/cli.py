@@ -5,6 +5,11 @@
   `experiments/` is on `sys.path` (it is the working directory when run from the checkout
   root, and nothing otherwise). The folder above every `experiments` ancestor of the
   `--config` file is appended to `sys.path` before the flag parser loads it.
+* `exit_on_peer_failure`: in a multi-process job a killed process makes the others' next
+  collective fail (gloo: "connection reset by peer", within seconds) or their heartbeat
+  time out (`--heartbeat_timeout_seconds`). Each survivor then logs one clear line and
+  exits at once, instead of a long JAX traceback followed by an abort in the shutdown
+  barrier; restarting all processes resumes from the latest checkpoint.
 * `quiet_library_logs`: at the default `--verbosity=0` only jaxctr's own INFO lines (the
   workdir, the sharding plan, evaluations) and every library's warnings and errors reach the
   log; libraries' INFO chatter (orbax writes dozens of lines per checkpoint) and TFDS's
@@ -13,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging as std_logging
 import os
@@ -83,3 +89,29 @@ def quiet_library_logs() -> None:
     import tensorflow_datasets as tfds  # jaxctr.data imports it anyway
 
     tfds.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def exit_on_peer_failure(multiprocess: bool, workdir: str):
+  """Turns a failed collective of a multi-process job into one log line and exit code 3."""
+  import jax
+
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if not multiprocess:
+      raise
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    logging.error(
+      "process %d: a collective failed (%s); another process of this job has probably "
+      "stopped. Stopping this one too; start all processes again to resume from the latest "
+      "checkpoint in %s",
+      jax.process_index(),
+      first[:300],
+      os.path.join(workdir, "checkpoints"),
+    )
+    logging.flush()
+    sys.stderr.flush()
+    # Skips jax.distributed's shutdown barrier, which would wait for the lost process and
+    # then abort with a C++ stack trace.
+    os._exit(3)

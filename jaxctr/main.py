@@ -36,6 +36,12 @@ flags.DEFINE_string(
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+flags.DEFINE_integer(
+  "heartbeat_timeout_seconds",
+  30,
+  "Multi-host: a process silent this long is declared dead and the others stop with an "
+  "error (instead of waiting in a collective).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -56,12 +62,14 @@ def main(argv):
       coordinator_address=FLAGS.coordinator_address,
       num_processes=FLAGS.num_processes,
       process_id=FLAGS.process_id,
+      heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
     )
   from jaxctr import train
 
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="jaxctr_")
   logging.info("workdir: %s", workdir)
-  result = train.train_and_evaluate(FLAGS.config, workdir)
+  with cli.exit_on_peer_failure(jax.process_count() > 1, workdir):
+    result = train.train_and_evaluate(FLAGS.config, workdir)
   result.pop("final_state", None)
   if jax.process_index() == 0:
     result["workdir"] = workdir

@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import jax
+import pytest
+
 from jaxctr import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,3 +77,19 @@ def test_config_import_paths(tmp_path):
     assert cli.add_config_import_paths(["prog", f"--config={cfg}"]) == [str(tmp_path / "proj")]
   finally:
     sys.path[:] = before
+
+
+def test_peer_failure_is_one_line_and_a_fast_exit(monkeypatch, caplog):
+  def fake_exit(code):
+    raise SystemExit(code)
+
+  monkeypatch.setattr(os, "_exit", fake_exit)
+  err = jax.errors.JaxRuntimeError("UNKNOWN: Gloo AllGather failed: Connection reset by peer")
+  with pytest.raises(SystemExit) as e, caplog.at_level("ERROR"):
+    with cli.exit_on_peer_failure(True, "/w"):
+      raise err
+  assert e.value.code == 3
+  assert "Connection reset by peer" in caplog.text and "/w/checkpoints" in caplog.text
+  with pytest.raises(jax.errors.JaxRuntimeError):  # one process: the error as it is
+    with cli.exit_on_peer_failure(False, "/w"):
+      raise err
