@@ -31,6 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.hash_hot_ids = 1024  # per hashed feature: most frequent tokens numbered 1..k
   c.dataset.max_table_rows = 0  # > 0: other features' id = raw key mod this (MLPerf cap)
   c.dataset.vocab_rows = 0  # > 0: count vocabularies over the first rows of train only
+  # Reliability (jaxctr/data/fingerprint.py, jaxctr/guards.py): prepared data whose raw files
+  # or preparation options changed is prepared again (reprepare) or refused (fail).
+  c.dataset.on_source_change = "reprepare"  # reprepare|fail
 
   c.model = "deepfm"
   c.model_config = ml_collections.ConfigDict()
@@ -149,6 +152,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 0  # 0: at every evaluation
   c.checkpoint.max_to_keep = 2
   c.checkpoint.async_save = True
+  # A NaN/inf loss or gradient (jaxctr/guards.py): stop (naming step, batch and features;
+  # no checkpoint holds the bad update) or skip such batches (no update; counted).
+  c.on_nonfinite = "stop"  # stop|skip
 
   # Host-offload cache (jaxctr/embeddings/offload.py): every row of the offloaded tables
   # lives in host memory, the hot ones in a device-resident cache.

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxctr import cli
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -33,12 +36,19 @@ flags.DEFINE_string(
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+flags.DEFINE_integer(
+  "heartbeat_timeout_seconds",
+  30,
+  "Multi-host: a process silent this long is declared dead and the others stop with an "
+  "error (instead of waiting in a collective).",
+)
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_library_logs()  # library INFO only from --verbosity=1 on
   from jaxctr import hostmem
 
   if FLAGS.config.host_memory == "reuse":  # before XLA's threads first allocate
@@ -52,17 +62,19 @@ def main(argv):
       coordinator_address=FLAGS.coordinator_address,
       num_processes=FLAGS.num_processes,
       process_id=FLAGS.process_id,
+      heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
     )
   from jaxctr import train
 
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="jaxctr_")
   logging.info("workdir: %s", workdir)
-  if FLAGS.config.search.method:  # two stages: interaction search, then retrain
-    from jaxctr import search
+  with cli.exit_on_peer_failure(jax.process_count() > 1, workdir):
+    if FLAGS.config.search.method:  # two stages: interaction search, then retrain
+      from jaxctr import search
 
-    result = search.run(FLAGS.config, workdir)
-  else:
-    result = train.train_and_evaluate(FLAGS.config, workdir)
+      result = search.run(FLAGS.config, workdir)
+    else:
+      result = train.train_and_evaluate(FLAGS.config, workdir)
   result.pop("final_state", None)
   if jax.process_index() == 0:
     result["workdir"] = workdir
@@ -70,6 +82,7 @@ def main(argv):
 
 
 def run():
+  cli.add_config_import_paths(sys.argv)  # before the flag parser imports the config file
   app.run(main)
 
 

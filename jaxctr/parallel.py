@@ -26,7 +26,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 _RECIPE_DIRS = (
   os.path.join(os.getcwd(), "sharding"),
-  os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sharding"),
+  os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "sharding"),
 )
 
 

@@ -27,11 +27,11 @@ import optax
 from absl import logging
 from flax import nnx
 
+from jaxctr import bounds, guards, hostmem, models, optim, parallel
 from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
 from jaxctr import features as features_lib
-from jaxctr import hostmem, models, optim, parallel
 from jaxctr import metrics as metrics_lib
 from jaxctr.early_stopping import EarlyStopping, plateau_factor
 from jaxctr.embeddings import offload as offload_lib
@@ -51,6 +51,7 @@ class Trainer:
       manual_dir=os.path.expanduser(config.dataset.manual_dir) or None,
       builder_kwargs=dict(config.dataset.builder_kwargs),
       overrides=data_lib.config_overrides(config.dataset),
+      on_source_change=config.dataset.on_source_change,
     )
     info = self.dataset.info
     self.features = tuple(info.features)
@@ -259,6 +260,7 @@ class Trainer:
     (loss, rest), (g_params, g_rows) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
       state["params"], rows
     )
+    flags = guards.step_flags(loss, g_params, g_rows, batch)
     updates, opt_state = self.tx.update(g_params, state["opt_state"], state["params"])
     lr_scale = self.lr_scale(step) * state["lr_factor"]
     updates = jax.tree.map(lambda u: u * lr_scale, updates)  # Adam & co.: scaling = lr factor
@@ -270,7 +272,9 @@ class Trainer:
     emb = self.collection.apply_gradients(state["emb"], emb_ids, g_rows, step, lr_scale)
     new_state = {"step": step, "params": params, "rest": rest, "opt_state": opt_state, "emb": emb}
     new_state["lr_factor"] = state["lr_factor"]
-    return new_state, {"loss": loss}
+    if self.config.on_nonfinite == "skip":  # a bad batch changes nothing but the step
+      new_state = guards.keep_if_finite(flags["finite"], new_state, state)
+    return new_state, {"loss": loss, **flags}
 
   def _eval_step_impl(self, state, batch, ids):
     if self.offload is not None:  # offloaded stacks: the batch's rows from the host store
@@ -476,6 +480,7 @@ def train_and_evaluate(
       f"config.batch_size={config.batch_size} exceeds the training split "
       f"({trainer.dataset.info.num_examples['train']} examples)"
     )
+  bounds.check_trainer(trainer)  # tables and batches that cannot fit: refused, with numbers
   total_steps = trainer.total_steps
   trainer.lr_scale(jnp.zeros((), jnp.int32))  # validates config.lr_schedule before training
   regularization.check_mode(config.embedding.l2_mode)
@@ -495,6 +500,12 @@ def train_and_evaluate(
   es_cfg = config.early_stopping
   stopper = EarlyStopping(es_cfg.monitor, es_cfg.mode, es_cfg.patience)
 
+  guard = guards.NonFiniteMonitor(
+    config.on_nonfinite,
+    [f.name for f in trainer.features if f.kind == "numeric"],
+    steps_per_epoch,
+    {st.name: tuple(t.name for t in st.tables) for st in trainer.collection.stacks},
+  )
   state = trainer.init_state()
   ckpt = best_ckpt = None
   if config.checkpoint.enabled:
@@ -511,6 +522,7 @@ def train_and_evaluate(
       stopper = EarlyStopping(
         es_cfg.monitor, es_cfg.mode, es_cfg.patience, meta.get("best"), meta.get("bad_evals", 0)
       )
+      guard.skipped = meta.get("nonfinite_skipped", 0)
   init_from = config.model_config.get("init_from_fm", "")
   if init_from and int(state["step"]) == 0:
     state = init_tables_from(state, init_from)
@@ -532,7 +544,9 @@ def train_and_evaluate(
       fh.write(config.to_json_best_effort(indent=2))
 
   def save(step, which):
+    guard.check()  # raises before a non-finite update could be saved (stop mode)
     meta = {"best": stopper.best, "bad_evals": stopper.bad_evals, "step": step}
+    meta["nonfinite_skipped"] = guard.skipped
     meta["layouts"] = layouts_meta(trainer)
     # Offloaded tables: the cache is flushed and the whole host tables are saved.
     which.save(step, trainer.offload.full_state(state) if trainer.offload else state, meta)
@@ -549,6 +563,7 @@ def train_and_evaluate(
       dev_batch = next(batches)
       state, out = trainer.train_step(state, dev_batch)
       step += 1
+      guard.record(step, out)
       losses.append(out["loss"])
       now = time.perf_counter()
       if t_last is not None and step > start_step + 1:  # skip the compile step
@@ -557,6 +572,7 @@ def train_and_evaluate(
       t_last = now
       bar.update(1)
       if step % config.log_every_steps == 0 or step == total_steps:
+        guard.check()
         loss = float(np.mean([float(x) for x in losses]))
         losses = []
         eps = timed_examples / timed_seconds if timed_seconds else 0.0
@@ -564,6 +580,7 @@ def train_and_evaluate(
         offload_stats = trainer.offload.metrics() if trainer.offload else {}  # hit rates, bytes
         writer.scalars(step, {"train_loss": loss, "examples_per_s": eps, **offload_stats})
       if step % eval_every == 0 or step == total_steps:
+        guard.check()
         jax.block_until_ready(state)  # steps still running are train time, not eval time
         if step > start_step + 1:
           now = time.perf_counter()
@@ -588,6 +605,7 @@ def train_and_evaluate(
       if stopped_early:
         logging.info("early stopping at step %d (best %s=%s)", step, stopper.monitor, stopper.best)
         break
+    guard.check()
   finally:
     bar.close()
     batches.close()
@@ -613,6 +631,8 @@ def train_and_evaluate(
     table_bytes=trainer.collection.num_bytes(),
     stopped_early=stopped_early,
   )
+  if guard.skipped:
+    result["nonfinite_skipped"] = guard.skipped
   writer.scalars(step, {k: v for k, v in result.items() if isinstance(v, float)})
   writer.close()
   result["final_state"] = state

@@ -33,7 +33,7 @@ from array_record.python import array_record_module
 from etils import epath
 from tensorflow_datasets.core import file_adapters
 
-from jaxctr.data import parsers, preprocess, storage, synthetic
+from jaxctr.data import fingerprint, parsers, preprocess, storage, synthetic
 
 SPLITS = ("train", "valid", "test")
 # TFDS writes array_record with the library's default (brotli) compression, which halves
@@ -157,6 +157,34 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       if os.path.isfile(os.path.join(root, name)):
         return os.path.join(root, name)
     raise parsers.DataError(f"{self.name}: none of {candidates} found in manual_dir {root}")
+
+  def source_paths(self, manual_dir: str | None) -> list[str] | None:
+    """The raw files a preparation reads (none for synthetic data; None: not all found)."""
+    files = self.builder_config.files
+    if not files:
+      return []
+    if not manual_dir:
+      return None
+    found = [os.path.join(manual_dir, f) for f in files]
+    if type(self).__name__ == "Avazu":  # alternative names of one file
+      found = [p for p in found if os.path.isfile(p)][:1]
+    return found if found and all(os.path.isfile(p) for p in found) else None
+
+  def source_fingerprint(self, manual_dir: str | None) -> dict[str, Any] | None:
+    """`fingerprint.source_fingerprint` of this preparation (None if its files are missing)."""
+    paths = self.source_paths(manual_dir)
+    if paths is None:
+      return None
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    cfg = self.builder_config
+    # parse_workers changes how fast, never what is prepared.
+    opts = {
+      f.name: getattr(cfg, f.name)
+      for f in dataclasses.fields(cfg)
+      if f.name not in base and f.name != "parse_workers"
+    }
+    opts.update(builder=self.name, config=cfg.name, version=str(self.version))
+    return fingerprint.source_fingerprint(paths, opts)
 
   def _split_generators(self, dl_manager):
     spill = storage.Spill(os.path.join(self.data_dir, "_spill"))
@@ -529,6 +557,7 @@ def load_dataset(
   manual_dir: str | None = None,
   builder_kwargs: dict[str, Any] | None = None,
   overrides: dict[str, Any] | None = None,
+  on_source_change: str = "reprepare",
 ) -> PreparedDataset:
   """Prepares `name` under `data_dir` on first use (never downloads) and opens it.
 
@@ -539,9 +568,13 @@ def load_dataset(
     builder_kwargs: Extra builder arguments, e.g. `{"config": "small"}` or a `CtrConfig`.
     overrides: `CtrConfig` fields to change in the chosen config (e.g. `hash_features`);
       the result is prepared as its own config (see `derive_config`).
+    on_source_change: What to do when a prepared dataset's raw files or preparation
+      options differ from the current ones (see `fingerprint`): `reprepare` (logged) or
+      `fail` (a `DataError` naming the files).
   """
   from jaxctr.data import behaviour_builders  # noqa: F401  (registers the behaviour builders)
 
+  fingerprint.check_on_change(on_source_change)
   base, _, config = name.partition("/")
   if base not in BUILDERS:
     raise ValueError(f"unknown dataset {base!r}; expected one of {sorted(BUILDERS)}")
@@ -551,8 +584,18 @@ def load_dataset(
   if overrides:
     kw["config"] = derive_config(BUILDERS[base], kw.get("config"), overrides)
   builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kw)
+  builder = _check_source(
+    builder,
+    manual_dir,
+    on_source_change,
+    lambda: BUILDERS[base](data_dir=data_dir, file_format="array_record", **kw),
+  )
+  current = builder.source_fingerprint(manual_dir)  # before reading: a later edit is caught
+  fresh = not builder.data_path.exists()
   dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
   builder.download_and_prepare(download_config=dl_config)
+  if fresh and current is not None:
+    fingerprint.save(builder.data_dir, current)
   info = preprocess.DatasetInfo.load(builder.data_dir)
   ds = builder.as_data_source()
   sources = {
@@ -561,3 +604,31 @@ def load_dataset(
     if s in ds
   }
   return PreparedDataset(info, sources, builder.data_dir)
+
+
+def _check_source(builder, manual_dir, on_source_change, rebuild):
+  """Re-prepares or fails when a prepared `builder`'s raw inputs have changed."""
+  if not builder.data_path.exists():
+    return builder
+  current = builder.source_fingerprint(manual_dir)
+  if current is None:  # raw files not (all) at hand: nothing to compare, TFDS reuses
+    logging.info("%s: raw files not found; reusing %s unchecked", builder.name, builder.data_dir)
+    return builder
+  changes = fingerprint.compare(fingerprint.load(builder.data_dir), current)
+  if not changes:
+    return builder
+  what = "; ".join(changes)
+  if on_source_change == "fail":
+    raise parsers.DataError(
+      f"{builder.name}: the prepared data in {builder.data_dir} does not match its source in "
+      f"{manual_dir or '(no manual_dir)'}: {what}. Delete that folder or set "
+      "config.dataset.on_source_change='reprepare'."
+    )
+  logging.warning(
+    "%s: source changed since preparation (%s); preparing again in %s",
+    builder.name,
+    what,
+    builder.data_dir,
+  )
+  builder.data_path.rmtree()
+  return rebuild()

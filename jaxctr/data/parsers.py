@@ -42,6 +42,7 @@ AVAZU_COLUMNS = (
 )  # fmt: skip
 MISSING_KEY = -1
 PAD = 256  # zero bytes around each block so fixed-width gathers never run off the end
+MAX_VALUE_BYTES = 16  # a libFM value longer than this ("1.000...") is malformed
 
 _ONES = 0x0101010101010101
 
@@ -105,6 +106,8 @@ def _gather(
   """
   if width is None:
     width = max(int(lens.max(initial=0)), 1)
+  if width > PAD:  # too little padding for this width: clamped starts would read other cells
+    buf = np.concatenate([buf, np.zeros(width, np.uint8)])
   view = np.ndarray((len(buf) - width + 1,), np.dtype((np.void, width)), buf, 0, (1,))
   b = (
     view[np.ascontiguousarray(np.minimum(starts, len(view) - 1))]
@@ -213,7 +216,8 @@ def hash_cells(buf, starts, lens):
 
 
 def _parse_label(buf, starts, lens, allow_neg=False):
-  b, _ = _gather(buf, starts, lens)
+  # Two bytes decide a label; a wider gather costs rows x longest cell (a 100 MB line).
+  b, _ = _gather(buf, starts, lens, 2)
   c0 = b[:, 0]
   one = (lens == 1) & (c0 == 49)
   zero = (lens == 1) & (c0 == 48)
@@ -342,7 +346,12 @@ def parse_avazu(
     lens = ends - starts
     hour, ok_hour = parse_ints(buf, starts[:, hcol], lens[:, hcol])
     col_ok = np.ones(starts.shape, bool)
-    col_ok[:, hcol] = ok_hour & (lens[:, hcol] == 8)
+    # YYMMDDHH: eight digits forming a real month, day and hour (a '-' or a month 89 once
+    # reached the calendar conversion and crashed the whole preparation).
+    hv = np.nan_to_num(hour).astype(np.int64)
+    mm, dd, hh = (hv // 10_000) % 100, (hv // 100) % 100, hv % 100
+    valid = (hv >= 0) & (mm >= 1) & (mm <= 12) & (dd >= 1) & (dd <= 31) & (hh <= 23)
+    col_ok[:, hcol] = ok_hour & (lens[:, hcol] == 8) & valid
     label = None
     if has_label:
       label, col_ok[:, 1] = _parse_label(buf, starts[:, 1], lens[:, 1])
@@ -395,10 +404,12 @@ def parse_libfm(
     label, ok_lab = _parse_label(buf, starts[:, 0], lens[:, 0], allow_neg=True)
     idx, ok_idx = parse_ints(buf, starts[:, 1::2], lens[:, 1::2])
     ok_idx &= ~np.isnan(idx) & (idx >= 0)
-    vb, vvalid = _gather(buf, starts[:, 2::2], lens[:, 2::2], with_valid=True)
+    vlens = lens[:, 2::2]
+    width = min(max(int(vlens.max(initial=0)), 1), MAX_VALUE_BYTES)
+    vb, vvalid = _gather(buf, starts[:, 2::2], vlens, width, with_valid=True)
     # A value must read 1, 1.0, 1.00...: BARS one-hot files never carry other weights.
     rest_ok = np.all(~vvalid[..., 1:] | (vb[..., 1:] == 48) | (vb[..., 1:] == 46), axis=-1)
-    ok_val = (lens[:, 2::2] > 0) & (vb[..., 0] == 49) & rest_ok
+    ok_val = (vlens > 0) & (vlens <= MAX_VALUE_BYTES) & (vb[..., 0] == 49) & rest_ok
     col_ok = np.empty(starts.shape, bool)
     col_ok[:, 0], col_ok[:, 1::2], col_ok[:, 2::2] = ok_lab, ok_idx, ok_val
     bad = _bad_lines(counts, ncols, good, col_ok, names)

@@ -44,10 +44,14 @@ class DataError(ValueError):
 
 
 def check_file(path: str | os.PathLike) -> None:
+  if os.path.isdir(path):
+    raise DataError(f"data file is a directory: {path}")
   if not os.path.isfile(path):
     raise DataError(f"data file not found: {path}")
   if os.path.getsize(path) == 0:
     raise DataError(f"data file is empty: {path}")
+  if not os.access(path, os.R_OK):
+    raise DataError(f"data file is not readable: {path}")
 
 
 def open_raw(path):
@@ -59,9 +63,16 @@ def read_blocks(path, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
   """Yields blocks of whole lines (each ending with a newline); `.gz` files are decompressed."""
   check_file(path)
   rest = b""
-  with open_raw(path) as fh:
+  try:
+    fh = open_raw(path)
+  except OSError as e:
+    raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
+  with fh:
     while True:
-      data = fh.read(block_bytes)
+      try:
+        data = fh.read(block_bytes)
+      except OSError as e:  # e.g. EIO on a failing disk: name the file, not a traceback
+        raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
       if not data:
         break
       data = rest + data
