@@ -30,6 +30,7 @@ from flax import nnx
 from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
+from jaxctr import exchange as exchange_lib
 from jaxctr import features as features_lib
 from jaxctr import hostmem, models, parallel
 from jaxctr import metrics as metrics_lib
@@ -134,6 +135,10 @@ class Trainer:
       seed=config.seed,
     )
     network = features_lib.CTRNetwork(encoder, model)
+    # rows|partials exchange of sharded tables (config.embedding.exchange; see jaxctr/exchange.py)
+    self.exchange = exchange_lib.choose(
+      config, self.collection, encoder, model, offload=self.offload, crosses=self.crosses
+    )
     self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
     self.tx = make_optimizer(config.optimizer)
     self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
@@ -244,8 +249,16 @@ class Trainer:
 
     def loss_fn(params, rows):
       net = self._network(params, state["rest"])
-      feats = self.collection.assemble(rows, ids)
-      logits = net(feats, batch, train=True, rngs=nnx.Rngs(dropout=dropout_key))
+      logits = exchange_lib.logits(
+        self.exchange,
+        net,
+        self.collection,
+        rows,
+        ids,
+        batch,
+        train=True,
+        rngs=nnx.Rngs(dropout=dropout_key),
+      )
       loss = optax.sigmoid_binary_cross_entropy(logits, batch["label"]).mean()
       _, _, rest = nnx.split(net, nnx.Param, ...)
       return loss, rest
@@ -272,19 +285,21 @@ class Trainer:
     mini = frozenset(self.offload.stacks) if self.offload is not None else frozenset()
     rows = self.collection.gather(state["emb"], ids, mini)
     net = self._network(state["params"], state["rest"])
-    logits = net(self.collection.assemble(rows, ids, mini), batch, train=False)
+    logits = exchange_lib.logits(
+      self.exchange, net, self.collection, rows, ids, batch, train=False, replicated=mini
+    )
     return jax.nn.sigmoid(logits)
 
   # ------------------------------------------------------------------- data
   def _device_batch(self, batch):
     if self.crosses is not None:
       batch = dict(batch, **{crosses_lib.CROSS_KEY: self.crosses.ids(batch)})
-    ids = self.collection.prepare(batch)
+    ids = exchange_lib.prepare(self.exchange, self.collection, batch)
     keys = ("label", "num", "mask")
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
     if self.offload is not None:  # stage 2 rewrites the ids into cache slots, then transfers
       return dev, ids, batch
-    return dev, self.collection.put_ids(ids, self.mesh), batch
+    return dev, exchange_lib.put_ids(self.exchange, self.collection, ids, self.mesh), batch
 
   def batches(self, split: str, *, train: bool, start_step: int = 0) -> Iterator:
     cfg = self.config
