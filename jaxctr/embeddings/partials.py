@@ -228,6 +228,7 @@ _COLLECTIVE = re.compile(
   r"=\s*(\(?[^=]*?\)?)\s+(all-to-all|reduce-scatter|all-gather|all-reduce|collective-permute)"
   r"(-start)?\("
 )
+_COMMENT = re.compile(r"/\*.*?\*/")
 _SHAPE = re.compile(r"(pred|s8|u8|s16|u16|bf16|f16|s32|u32|f32|s64|u64|f64)\[([0-9,]*)\]")
 _BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2}
 
@@ -242,7 +243,7 @@ def collectives(hlo_text: str) -> list[Collective]:
   """The collectives of a compiled (SPMD-partitioned) HLO module with their per-device result size."""
   out = []
   for line in hlo_text.splitlines():
-    m = _COLLECTIVE.search(line)
+    m = _COLLECTIVE.search(_COMMENT.sub("", line))
     if not m:
       continue
     shapes = _SHAPE.findall(m.group(1))

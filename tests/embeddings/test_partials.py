@@ -166,3 +166,35 @@ def test_partials_equal_rows(strategy):
       lambda a, b, name=name: _close(a, b, f"{name} params"), rp["state"][0], rr["state"][0]
     )
   print(f"{strategy}: {time.time() - t0:.1f}s")
+
+
+def test_hlo_collective_bytes_match_the_estimates():
+  """The compiled exchanges move what `partials_bytes` and `sharded.comm_bytes` say (FM)."""
+  model = models.build("fm", None, num_fields=len(VOCABS), embed_dim=K, num_dense=NUM_DENSE)
+  batch, dense, _ = _batch(np.random.default_rng(1))
+  hlo, routed = {}, {}
+  for mode in ("rows", "partials"):
+    coll = _coll("row_wise", K + 1)
+    mesh = coll.placement.mesh
+    emb = coll.shard_state(
+      coll.init(jax.random.key(0)),
+      lambda x, spec, mesh=mesh: jax.device_put(np.asarray(x), NamedSharding(mesh, spec)),
+    )
+    ids = _route(coll, batch, mode)
+    if mode == "rows":
+      routed = {k: np.asarray(v) for k, v in next(iter(ids.values())).items()}
+      layout = next(iter(coll.layouts.values()))
+
+    def loss(rows, ids, coll=coll, mode=mode):
+      fwd = _rows_forward if mode == "rows" else _partials_forward
+      return jnp.sin(fwd(coll, model, rows, ids, dense)).sum()  # cotangents not constant
+
+    f = jax.jit(lambda emb, ids, loss=loss, coll=coll: jax.grad(loss)(coll.gather(emb, ids), ids))
+    hlo[mode] = f.lower(emb, ids).compile().as_text()
+  ops = {m: sorted({c.op for c in partials.collectives(h)}) for m, h in hlo.items()}
+  assert ops == {"rows": ["all-to-all"], "partials": ["all-gather", "reduce-scatter"]}, ops
+  assert partials.collective_bytes(hlo["partials"], N) == partials.partials_bytes(B, K + 1, N)
+  assert partials.collective_bytes(hlo["rows"], N) == sharded.comm_bytes(layout, routed)
+  # The estimate the planner uses: without repetition, FM on F fields moves N / F of the rows.
+  est = partials.bytes_per_step(B, len(VOCABS), K, N, partial_terms.width("fm", 5, K))
+  assert est["partials"] / est["rows"] == pytest.approx(N / len(VOCABS))
