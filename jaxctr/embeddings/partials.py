@@ -14,10 +14,10 @@ Inside one `jax.shard_map` (per device):
 1. the owner's distinct rows come from `EmbeddingCollection.gather` as in the
    rows exchange (same ``own_uniq``, so the sparse update is unchanged and
    stays local to owners);
-2. ``pos`` [B, C] (this module's `route`) gives every global id position's slot
-   in those rows, or the zero padding slot where another device owns the row,
-   so the owner sees [B, F, D] fields that are zero where it does not own them
-   (row-based) or every field's column slice (``column_wise``);
+2. `route` lists the global (sample, field) positions whose row each owner
+   holds (about B F / n of them), so the owner scatters its rows into [B, F, D]
+   fields that are zero where it does not own them (row-based), or reads every
+   field's column slice (``column_wise``);
 3. a model's `partial_terms.Terms` turns them into per-sample partial sums, and
    ``psum_scatter`` over the table axes sums the owners' parts and leaves each
    device its B/n samples; the model finishes on them (`partial_terms`).
@@ -88,27 +88,33 @@ def enable(coll) -> None:
 
 
 def route(layout: sharded.Layout, uniq: np.ndarray, inv: np.ndarray, granule: int = 0):
-  """Host-side plan of one stack: the rows exchange's ``own_uniq`` plus ``pos``.
+  """Host-side plan of one stack: the rows exchange's ``own_uniq`` plus where owned rows go.
 
   Returns:
     ``own_uniq``: as `sharded.route` (so gather and the sparse update are shared);
-    ``pos``: [n, B, C] for every owner, the slot in its ``own_uniq`` of each global
-    id position it owns, else its padding slot Ko-1 (a zero row); for column_wise,
-    ``inv`` [B, C] into the global ``uniq`` (every shard holds every row).
+    row-based: ``own_pos`` [n, M] the flat global id positions (b * C + c) each owner
+    holds the row of (padding: B * C, dropped) and ``own_slot`` [n, M] that row's slot in
+    its ``own_uniq`` (padding: Ko - 1, a zero row); M ~ B C / n, so an owner scatters only
+    its own share of the batch. column_wise: ``pos`` = ``inv`` [B, C] into the global
+    ``uniq`` (every shard holds every row's column slice).
   """
   routed = sharded.route(layout, uniq, inv, granule)
   if not layout.row_based:
     return {"own_uniq": routed["own_uniq"], "pos": inv.astype(np.int32)}
   own = routed["own_uniq"]  # [n, Ko], sorted, padding (>= shard_rows) last
-  virt = uniq[inv]
+  n = layout.num_shards
+  virt = uniq[inv].reshape(-1)
   real = virt < layout.rows
   shard, local = layout.locate(np.where(real, virt, 0))
-  pad = own.shape[1] - 1
-  pos = np.full((layout.num_shards,) + inv.shape, pad, np.int32)
-  for d in range(layout.num_shards):
-    mine = real & (shard == d)
-    pos[d][mine] = np.searchsorted(own[d], local[mine])
-  return {"own_uniq": own, "pos": pos}
+  mine = [np.flatnonzero(real & (shard == d)) for d in range(n)]
+  granule = granule or max(8, -(-inv.size // (4 * n)))
+  M = -(-(max(len(m) for m in mine) + 1) // granule) * granule
+  own_pos = np.full((n, M), inv.size, np.int32)
+  own_slot = np.full((n, M), own.shape[1] - 1, np.int32)
+  for d, m in enumerate(mine):
+    own_pos[d, : len(m)] = m
+    own_slot[d, : len(m)] = np.searchsorted(own[d], local[m])
+  return {"own_uniq": own, "own_pos": own_pos, "own_slot": own_slot}
 
 
 def prepare(coll, batch, granule: int = 0):
@@ -140,7 +146,7 @@ def field_order(coll) -> tuple[str, ...]:
   return tuple(f.name for f in coll.logical_features if f.kind == CATEGORICAL)
 
 
-def partial_sums(coll, rows, ids, owner_fn, params=None):
+def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
   """Per-sample partial results summed over owners: a pytree of [B, ...] split with the batch.
 
   Args:
@@ -152,6 +158,7 @@ def partial_sums(coll, rows, ids, owner_fn, params=None):
       device owns the (sample, field) row) or, for column_wise, every field's column slice;
       ``cols`` [Dl] gives each local column's virtual index (>= dim: padding).
     params: Replicated pytree handed to ``owner_fn`` (the model's parameters).
+    batch_size: The global batch size B.
   """
   pl = coll.placement
   ax = pl.axes
@@ -163,12 +170,14 @@ def partial_sums(coll, rows, ids, owner_fn, params=None):
   def local(params, *arrs):
     fields = {}
     for i, s in enumerate(stacks):
-      r, pos = arrs[2 * i][0], arrs[2 * i + 1]
-      if row_based:  # other owners' positions read the zero slot Ko-1 (and get no gradient)
-        pos = pos[0]
-        x = jnp.where((pos < r.shape[0] - 1)[..., None], r[pos], 0)  # [B, C, D]
+      r = arrs[3 * i][0]
+      if row_based:  # the owner's rows at their global positions, zeros elsewhere
+        own_pos, own_slot = arrs[3 * i + 1][0], arrs[3 * i + 2][0]
+        x = jnp.zeros((batch_size * s.width, r.shape[-1]), r.dtype)
+        x = x.at[own_pos].set(r[own_slot], mode="drop", unique_indices=True)
+        x = x.reshape(batch_size, s.width, -1)  # [B, C, D]
       else:
-        x = r[pos]  # [B, C, D/n]: every row's column slice
+        x = r[arrs[3 * i + 1]]  # [B, C, D/n]: every row's column slice
       for c in s.columns:
         fields[c.feature.name] = x[:, c.start]
     lay = coll.layouts[stacks[0].name]
@@ -183,8 +192,10 @@ def partial_sums(coll, rows, ids, owner_fn, params=None):
 
   args, specs = [], []
   for s in stacks:
-    args += [rows[s.name], ids[s.name]["pos"]]
-    specs += [P(ax), id_spec]
+    e = ids[s.name]
+    # Three arrays per stack (column_wise has one index array: passed twice).
+    args += [rows[s.name]] + ([e["own_pos"], e["own_slot"]] if row_based else [e["pos"], e["pos"]])
+    specs += [P(ax), id_spec, id_spec]
   return pl.shard_map(local, (P(),) + tuple(specs), P(ax))(params, *args)
 
 

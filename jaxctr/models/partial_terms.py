@@ -196,5 +196,5 @@ def logits(model: base.CTRModel, coll, rows, ids, dense, *, train=False, rngs=No
     m = nnx.merge(graphdef, state)
     return terms.by_field(m, x) if first.row_based else terms.by_column(m, x, cols, first.dim)
 
-  parts = partials.partial_sums(coll, rows, ids, owner, state)
+  parts = partials.partial_sums(coll, rows, ids, owner, state, dense.shape[0])
   return terms.finish(model, parts, dense, train, rngs)
