@@ -91,6 +91,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.embedding.row_placement = "range"  # row_wise rows: range|mod
   c.embedding.row_group_size = 0  # table_row_wise devices per group; 0: devices per process
   c.embedding.device_memory_budget = 0  # bytes per device the planner may use; 0: unlimited
+  # Exchange of sharded tables (see jaxctr/embeddings/partials.py): rows (owners send the
+  # deduplicated rows), partials (owners send per-sample partial sums: LR, FM, FwFM, DNN,
+  # DeepFM on categorical fields), auto (partials when allowed and estimated cheaper).
+  c.embedding.exchange = "rows"
 
   # Numeric features (see jaxctr/embeddings/numeric.py).
   c.numeric = ml_collections.ConfigDict()

@@ -31,6 +31,7 @@ from jaxctr import bounds, guards, hostmem, models, optim, parallel
 from jaxctr import checkpoint as ckpt_lib
 from jaxctr import crosses as crosses_lib
 from jaxctr import data as data_lib
+from jaxctr import exchange as exchange_lib
 from jaxctr import features as features_lib
 from jaxctr import metrics as metrics_lib
 from jaxctr.early_stopping import EarlyStopping, plateau_factor
@@ -140,6 +141,10 @@ class Trainer:
       seed=config.seed,
     )
     network = features_lib.CTRNetwork(encoder, model)
+    # rows|partials exchange of sharded tables (config.embedding.exchange; see jaxctr/exchange.py)
+    self.exchange = exchange_lib.choose(
+      config, self.collection, encoder, model, offload=self.offload, crosses=self.crosses
+    )
     self.graphdef, params, rest = nnx.split(network, nnx.Param, ...)
     # AutoFIS: gRDA on the "gates" leaves when config.optimizer.gates asks (jaxctr/optim.py).
     self.tx = optim.with_gate_optimizer(make_optimizer(config.optimizer), config)
@@ -251,8 +256,16 @@ class Trainer:
 
     def loss_fn(params, rows):
       net = self._network(params, state["rest"])
-      feats = self.collection.assemble(rows, ids)
-      out = net(feats, batch, train=True, rngs=nnx.Rngs(dropout=dropout_key))
+      out = exchange_lib.logits(
+        self.exchange,
+        net,
+        self.collection,
+        rows,
+        ids,
+        batch,
+        train=True,
+        rngs=nnx.Rngs(dropout=dropout_key),
+      )
       loss = features_lib.training_loss(net, out, batch["label"])  # + model aux terms
       _, _, rest = nnx.split(net, nnx.Param, ...)
       return loss, rest
@@ -282,19 +295,21 @@ class Trainer:
     mini = frozenset(self.offload.stacks) if self.offload is not None else frozenset()
     rows = self.collection.gather(state["emb"], ids, mini)
     net = self._network(state["params"], state["rest"])
-    out = net(self.collection.assemble(rows, ids, mini), batch, train=False)
+    out = exchange_lib.logits(
+      self.exchange, net, self.collection, rows, ids, batch, train=False, replicated=mini
+    )
     return jax.nn.sigmoid(models.split_output(out)[0])
 
   # ------------------------------------------------------------------- data
   def _device_batch(self, batch):
     for cross in self.crosses:
       batch = dict(batch, **{cross.key: cross.ids(batch)})
-    ids = self.collection.prepare(batch)
+    ids = exchange_lib.prepare(self.exchange, self.collection, batch)
     keys = ("label", "num", "mask", *self.id_keys)  # raw ids: search keys of behaviour models
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
     if self.offload is not None:  # stage 2 rewrites the ids into cache slots, then transfers
       return dev, ids, batch
-    return dev, self.collection.put_ids(ids, self.mesh), batch
+    return dev, exchange_lib.put_ids(self.exchange, self.collection, ids, self.mesh), batch
 
   def batches(self, split: str, *, train: bool, start_step: int = 0) -> Iterator:
     cfg = self.config

@@ -61,8 +61,19 @@ class MLP(nnx.Module):
     self.out_features = out_features or dims[-1]
 
   def __call__(self, x: Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> Array:
+    return self.tail(x, train=train, rngs=rngs)
+
+  def tail(
+    self, x: Array, *, start: int = 0, train: bool = False, rngs: nnx.Rngs | None = None
+  ) -> Array:
+    """The MLP on input ``x`` (``start=0``) or, with ``start=1``, on the first linear layer's
+    output ``x`` (norm, activation and the rest follow): the partials exchange computes that
+    output as a sum over the table owners."""
+    if start not in (0, 1) or (start and not self.layers):
+      raise ValueError(f"MLP.tail: start={start} needs 0, or 1 with a hidden layer")
     for i, layer in enumerate(self.layers):
-      x = layer(x)
+      if i >= start:
+        x = layer(x)
       if self.norms:
         x = self.norms[i](x, use_running_average=not train)
       x = self.act(x)
