@@ -124,7 +124,12 @@ class RawEncoder:
       _int_key if n in ("hour_of_day", "weekday", "hour") else str_key for n in self.cat_names
     ]
     self._hash_ints = [self.source_format == "avazu" and k is avazu_key for k in self._str_key]
-    self.vocabs = artifact.vocabs
+    self.vocabs = []
+    for keys, ids in artifact.vocabs:  # sorted keys for binary search (as preparation keeps them)
+      if len(keys) > 1 and not (np.diff(keys) > 0).all():
+        order = np.argsort(keys, kind="stable")
+        keys, ids = keys[order], ids[order]
+      self.vocabs.append((keys, ids))
     pre = info.get("preprocess", {})
     self.transform = pre.get("numeric_transform", "log1p_standardize")
     st = info.get("numeric_stats", ())
@@ -197,10 +202,11 @@ class RawEncoder:
     keys = np.asarray(keys, np.int64).reshape(len(keys), len(self.cat_names))
     cat = np.empty(keys.shape, np.int32)
     for f, (vk, vi) in enumerate(self.vocabs):
-      pos = np.searchsorted(vk, keys[:, f])
-      pos = np.minimum(pos, len(vk) - 1)
-      hit = vk[pos] == keys[:, f] if len(vk) else np.zeros(len(keys), bool)
-      cat[:, f] = np.where(hit, vi[pos] if len(vk) else 0, 0)
+      if not len(vk):  # every key is out of vocabulary
+        cat[:, f] = 0
+        continue
+      pos = np.minimum(np.searchsorted(vk, keys[:, f]), len(vk) - 1)
+      cat[:, f] = np.where(vk[pos] == keys[:, f], vi[pos], 0)  # unseen keys -> OOV id 0
     x = np.asarray(num_raw, np.float64).reshape(len(keys), len(self.num_names))
     x = np.where(np.isnan(x), self.fill, x)
     if self.transform != "none":
