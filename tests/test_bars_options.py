@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxctr import configs, train
+from jaxctr import configs, early_stopping, train
 from tests.common import override
 
 
@@ -79,11 +79,11 @@ def test_plateau_patience_and_floor(data_dir, tmp_path):
   c.optimizer.learning_rate = 1e-3  # zero sparse rate still freezes the tables ...
   c.optimizer.name = "sgd"
   c.lr_plateau.min_lr = 5e-5  # ... floor: factor >= 0.05
-  stopper = train.EarlyStopping("valid_auc", "max", 0, best=1.0, bad_evals=1)
-  state = {"lr_factor": jnp.ones((), jnp.float32)}
+  stopper = early_stopping.EarlyStopping("valid_auc", "max", 0, best=1.0, bad_evals=1)
+  factor = 1.0
   for expected in (0.1, 0.05, 0.05):
-    state = train.reduce_lr_on_plateau(state, stopper, c)
-    assert float(state["lr_factor"]) == pytest.approx(expected)
+    factor = early_stopping.plateau_factor(factor, stopper, c)
+    assert factor == pytest.approx(expected)
   with pytest.raises(ValueError, match="config.lr_plateau"):
     train.train_and_evaluate(_config(data_dir, **{"lr_plateau.factor": 0.0}), str(tmp_path / "x"))
 
@@ -98,7 +98,7 @@ def test_factor_scales_dense_and_sparse_updates_without_recompiling(data_dir):
   deltas = []
   for factor in (1.0, 0.25):
     state = jax.tree.map(jnp.asarray, init)
-    state["lr_factor"] = jnp.float32(factor)
+    state = state.replace(lr_factor=jnp.float32(factor))
     new, _ = t.train_step(state, batch)
     deltas.append(
       [np.asarray(a) - b for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(init), strict=True)]
@@ -117,7 +117,7 @@ def test_embedding_l2_in_training(data_dir, tmp_path, mode):
   c.embedding.optimizer = "sgd"
   c.embedding.learning_rate = 0.1
   t = train.Trainer(c)
-  _, ids, _ = next(t.batches("train", train=True))
+  ids = next(t.batches("train", train=True)).ids
   init = t.init_state()
   r = train.train_and_evaluate(c, str(tmp_path))
   for s in t.collection.stacks:

@@ -21,6 +21,22 @@ from jaxctr.models import (  # noqa: F401  (registration side effects)
   wide_deep,
   xdeepfm,
 )
-from jaxctr.models.base import CTRModel, ModelInputs, build, get_model_class, register, registered
+from jaxctr.models.base import (
+  CTRModel,
+  ModelInputs,
+  build,
+  get_model_class,
+  hyperparameters,
+  register,
+  registered,
+)
 
-__all__ = ["CTRModel", "ModelInputs", "build", "get_model_class", "register", "registered"]
+__all__ = [
+  "CTRModel",
+  "ModelInputs",
+  "build",
+  "get_model_class",
+  "hyperparameters",
+  "register",
+  "registered",
+]
