@@ -7,30 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxctr import configs, early_stopping, train
-from tests.common import override
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+from jaxctr import early_stopping, train
+from tests.conftest import tiny_config
 
 
 def _config(data_dir, **kw):
-  c = configs.base_config()
-  c.dataset.data_dir = data_dir
-  c.dataset.builder_kwargs = {"config": "tiny"}
-  c.model = "fm"
-  c.embed_dim = 4
-  c.batch_size = 512
-  c.eval_batch_size = 2048
-  c.total_steps = 24
-  c.eval_every_steps = 8
-  c.log_every_steps = 4
-  c.progress_bar = False
-  c.checkpoint.async_save = False
-  c.num_devices = 1
-  return override(c, kw)
+  kw = {"embed_dim": 4, "checkpoint.async_save": False, **kw}
+  return tiny_config(data_dir, "fm", **kw)
 
 
 def _evals(workdir):
