@@ -161,6 +161,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.numeric.autodis_alpha = 0.1  # skip-connection weight
   c.numeric.per_feature = ml_collections.ConfigDict()  # e.g. {"I3": "log_bucket"}
 
+  # Precision of the dense network: parameters, optimizer state, losses and metrics are
+  # float32; its arithmetic runs in compute_dtype (bfloat16 on GPU/TPU; on XLA:CPU bf16
+  # dots are no faster, so the default stays float32).
+  c.compute_dtype = "float32"  # float32|bfloat16|float16
+
   # Dense parameters (optax).
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"  # adam|adamw|sgd|adagrad

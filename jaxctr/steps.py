@@ -82,6 +82,9 @@ class StepFns:
     seed: Seed of the dropout keys.
     l2: Embedding L2 coefficient (``config.embedding.l2``).
     l2_mode: "sparse" or "dense".
+    compute_dtype: dtype of the dense network's arithmetic (``config.compute_dtype``);
+      parameters, optimizer state, losses and metrics stay float32 (Flax's
+      ``dtype``/``param_dtype`` split, applied by casting at the step's entry).
   """
 
   graphdef: Any
@@ -91,10 +94,20 @@ class StepFns:
   seed: int
   l2: float = 0.0
   l2_mode: str = "sparse"
+  compute_dtype: str = "float32"
 
   def network(self, params, rest):
     # copy=True: a fresh module per trace, so batch-norm statistics can be updated inside jit.
-    return nnx.merge(self.graphdef, params, rest, copy=True)
+    return nnx.merge(self.graphdef, self.cast(params), rest, copy=True)
+
+  def cast(self, tree):
+    """Floating leaves of ``tree`` in the compute dtype (a no-op for float32)."""
+    if self.compute_dtype == "float32":
+      return tree
+    dt = jnp.dtype(self.compute_dtype)
+    return jax.tree.map(
+      lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
 
 
 def loss_fn(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -113,9 +126,10 @@ def train_step(state: TrainState, batch, ids, *, fns: StepFns) -> tuple[TrainSta
 
   def objective(params, rows):
     net = fns.network(params, state.rest)
-    feats = tables.assemble(rows, ids)
-    logits = net(feats, batch, train=True, rngs=nnx.Rngs(dropout=dropout_key))
+    feats = fns.cast(tables.assemble(rows, ids))
+    logits = net(feats, fns.cast(batch), train=True, rngs=nnx.Rngs(dropout=dropout_key))
     _, _, rest = nnx.split(net, nnx.Param, ...)
+    rest = jax.tree.map(lambda new, old: new.astype(old.dtype), rest, state.rest)
     return loss_fn(logits, batch["label"]), rest
 
   (loss, rest), (g_params, g_rows) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
@@ -136,7 +150,7 @@ def train_step(state: TrainState, batch, ids, *, fns: StepFns) -> tuple[TrainSta
 def eval_step(state: TrainState, batch, ids, *, fns: StepFns) -> jax.Array:
   """Predicted click probabilities (float32) of a batch; the state is only read."""
   net = fns.network(state.params, state.rest)
-  logits = net(fns.tables.eval_features(state.emb, ids), batch, train=False)
+  logits = net(fns.cast(fns.tables.eval_features(state.emb, ids)), fns.cast(batch), train=False)
   return jax.nn.sigmoid(logits.astype(jnp.float32))
 
 

@@ -97,6 +97,7 @@ class Trainer:
       seed=config.seed,
       l2=config.embedding.l2,
       l2_mode=config.embedding.l2_mode,
+      compute_dtype=_compute_dtype(config.compute_dtype),
     )
     # Predictions come back replicated, so every process can read all of them.
     self._train_step, self.eval_step = steps.jit_steps(self.fns, parallel.replicated(self.mesh))
@@ -192,6 +193,12 @@ class Trainer:
     return metrics_lib.compute(
       np.concatenate(labels), np.concatenate(probs), prefix=split, groups=groups_arr
     )
+
+
+def _compute_dtype(name: str) -> str:
+  if name not in ("float32", "bfloat16", "float16"):
+    raise ValueError(f"config.compute_dtype: {name!r}; expected float32|bfloat16|float16")
+  return name
 
 
 def _check_group_feature(config, features) -> None:

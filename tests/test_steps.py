@@ -25,13 +25,16 @@ def _tables(groups=None, n=1):
   return backends.build(coll, mesh, ("data",), key=key, offload=backends.OffloadSettings(0.5)), key
 
 
-def test_one_train_step_on_mock_data_learns_and_keeps_the_state_typed():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_one_train_step_on_mock_data_learns_and_keeps_the_state_typed(dtype):
   tables, key = _tables()
   enc = features_lib.FeatureEncoder(FEATS, False, rngs=nnx.Rngs(0), collection=tables.collection)
-  model = models.build("fm", {}, num_fields=2, embed_dim=4, num_dense=0)
+  model = models.build("deepfm", {"hidden": (8,)}, num_fields=2, embed_dim=4, num_dense=0)
   graphdef, params, rest = nnx.split(features_lib.CTRNetwork(enc, model), nnx.Param, ...)
   tx = steps.make_optimizer(type("O", (), dict(name="adam", learning_rate=0.05, grad_clip_norm=0)))
-  fns = steps.StepFns(graphdef, tx, tables, steps.make_schedule("constant", 10), seed=0)
+  fns = steps.StepFns(
+    graphdef, tx, tables, steps.make_schedule("constant", 10), seed=0, compute_dtype=dtype
+  )
   train, _ = steps.jit_steps(fns)
   put = lambda tree: jax.tree.map(lambda x: parallel.put_global(x, tables.mesh), tree)
   state = TrainState(
@@ -50,6 +53,11 @@ def test_one_train_step_on_mock_data_learns_and_keeps_the_state_typed():
   assert isinstance(state, TrainState) and int(state.step) == 5
   assert losses[-1] < losses[0]
   assert train._cache_size() == 1  # traced once, state donated and returned in kind
+  # Parameters and optimizer state stay float32 whatever the compute dtype.
+  assert {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))} <= {
+    jnp.dtype("float32"),
+    jnp.dtype("int32"),
+  }
 
 
 @pytest.mark.parametrize(
