@@ -68,6 +68,9 @@ def test_outputs_written(data_dir, tmp_path):
   assert any("train_loss" in x for x in lines)
   assert sum("valid_auc" in x for x in lines) >= 3
   assert os.listdir(tmp_path / "tensorboard")
+  plan = json.loads((tmp_path / "plan.json").read_text())  # where every table lives
+  assert set(plan["placements"].values()) == {"data_parallel"}
+  assert "strategy" in (tmp_path / "plan.txt").read_text()
   assert 0.5 < r["test_auc"] <= 1.0 and r["oracle_auc"] > r["test_auc"]
   assert r["examples_per_s"] > 0 and r["dense_params"] > 0
 
