@@ -141,7 +141,7 @@ def fill_cache(trainer, state, batches, cap: int):
   full = set()
   for i in range(cap):
     record = next(batches)[3]
-    state = trainer.offload.swap(state, record)
+    state = state.replace(emb=trainer.tables.before_step(state.emb, record))
     full |= {n for n, p in record["plans"].items() if (p.evict_rows >= 0).any()}
     if len(full) == len(trainer.offload.stacks):
       print(f"cache full after {i + 1} batches", file=sys.stderr)
@@ -157,11 +157,9 @@ def timed_round(trainer, state, batches, steps: int):
   for _ in range(steps):
     t = time.perf_counter()
     item = next(batches)
-    if trainer.offload is not None:
-      state = trainer.offload.swap(state, item[3])
-      item = item[:3]
+    state = state.replace(emb=trainer.tables.before_step(state.emb, item.extra))
     host += time.perf_counter() - t
-    state, out = trainer._train_step(state, item[0], item[1])  # what Trainer.train_step runs
+    state, out = trainer._train_step(state, item.batch, item.ids)  # what Trainer.train_step runs
     trainer._train_watch.after_call()
   jax.block_until_ready(out["loss"])
   return state, time.perf_counter() - t0, host

@@ -1,13 +1,98 @@
 """The default training configuration; experiment files start from it.
 
-Every key the trainer reads is declared here, so a typo in an experiment file
-or on the command line (``--config.batch_sizee=...``) fails loudly instead of
-being ignored (ConfigDicts are locked after ``get_config``).
+Every key the trainer reads is declared here, and `base_config` returns a *locked*
+ConfigDict: a typo in an experiment file (``c.batch_sizee = ...``) or on the command
+line (``--config.batch_sizee=...``) fails with an error naming the key and the closest
+declared one. Free-form maps (``model_config``, ``dataset.builder_kwargs``,
+``*.per_feature``, ``embedding.per_table_strategy``) stay open; a model's hyperparameters
+are declared by the model (``HPARAMS``) and checked when it is built.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 import ml_collections
+
+# Maps whose keys are names (features, tables, hyperparameters), not declared settings.
+OPEN_MAPS = (
+  "model_config",
+  "dataset.builder_kwargs",
+  "embedding.per_feature",
+  "embedding.per_table_strategy",
+  "numeric.per_feature",
+)
+
+
+class ConfigKeyError(ValueError, AttributeError):
+  """An unknown config key; the message names it and the closest valid key.
+
+  Also an AttributeError, so ``hasattr`` and ``getattr(c, key, default)`` keep working.
+  """
+
+  def __init__(self, where: str, key: str | None = None, valid: Iterable[str] = ()):
+    if key is None:  # re-raised with its message only (absl's flag errors do)
+      super().__init__(where)
+      self.key = self.closest = None
+      return
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    super().__init__(f"{where}: unknown key {key!r}{hint} (valid keys: {', '.join(valid)})")
+    self.key, self.closest = key, close[0] if close else None
+
+
+def check_key(config: ml_collections.ConfigDict, dotted: str) -> None:
+  """Raises `ConfigKeyError` unless ``dotted`` (e.g. ``"embedding.l2"``) is a key of ``config``."""
+  node, seen = config, "config"
+  for part in dotted.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      valid = node.keys() if isinstance(node, ml_collections.ConfigDict) else ()
+      raise ConfigKeyError(seen, part, valid)
+    node, seen = node[part], f"{seen}.{part}"
+
+
+class DeclaredConfig(ml_collections.ConfigDict):
+  """A ConfigDict whose unknown keys, once locked, fail with a `ConfigKeyError`."""
+
+  def _check(self, key) -> None:
+    if isinstance(key, str) and not key.startswith("_") and self.is_locked and key not in self:
+      raise ConfigKeyError(self._where(), key, self.keys())
+
+  def _where(self) -> str:
+    return object.__getattribute__(self, "__dict__").get("_declared_where", "config")
+
+  def __setattr__(self, key, value):
+    self._check(key)
+    super().__setattr__(key, value)
+
+  def __setitem__(self, key, value):
+    self._check(key)
+    super().__setitem__(key, value)
+
+  def __getattr__(self, key):
+    self._check(key)
+    return super().__getattr__(key)
+
+
+def lock(c: ml_collections.ConfigDict, where: str = "config") -> DeclaredConfig:
+  """A locked `DeclaredConfig` copy of ``c``; its `OPEN_MAPS` stay open."""
+  out = DeclaredConfig(c)
+  object.__getattribute__(out, "__dict__")["_declared_where"] = where
+  for key in list(out.keys()):
+    child, path = out[key], f"{where}.{key}"
+    if isinstance(child, ml_collections.ConfigDict) and path[len("config.") :] not in OPEN_MAPS:
+      out[key] = lock(child, path)
+  if where == "config" or where[len("config.") :] not in OPEN_MAPS:
+    out.lock()
+    for path in OPEN_MAPS:
+      node = out
+      for part in path.split("."):
+        node = node[part] if isinstance(node, ml_collections.ConfigDict) and part in node else None
+      if isinstance(node, ml_collections.ConfigDict):
+        node.unlock()
+  return out
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -108,6 +193,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.numeric.autodis_alpha = 0.1  # skip-connection weight
   c.numeric.per_feature = ml_collections.ConfigDict()  # e.g. {"I3": "log_bucket"}
 
+  # Precision of the dense network: parameters, optimizer state, losses and metrics are
+  # float32; its arithmetic runs in compute_dtype (bfloat16 on GPU/TPU; on XLA:CPU bf16
+  # dots are no faster, so the default stays float32).
+  c.compute_dtype = "float32"  # float32|bfloat16|float16
+
   # Dense parameters (optax).
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"  # adam|adamw|sgd|adagrad
@@ -177,7 +267,7 @@ def base_config() -> ml_collections.ConfigDict:
   # instead of page-faulting fresh mmap'd pages every step (glibc; CPU backend only).
   c.host_memory = "reuse"  # reuse|system
   c.progress_bar = True
-  return c
+  return lock(c)
 
 
 def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:

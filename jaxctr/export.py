@@ -34,6 +34,7 @@ from absl import app, flags, logging
 from flax import nnx
 
 from jaxctr import checkpoint as ckpt_lib
+from jaxctr import crosses as crosses_lib
 from jaxctr import train
 from jaxctr.embeddings import quantization
 from jaxctr.serving import artifact as art
@@ -82,7 +83,7 @@ def load_trained(workdir: str, checkpoint: str = "best", config=None, dataset=No
   if ckpt is None:
     raise ckpt_lib.CheckpointError(f"no checkpoint under {' or '.join(dirs)}")
   trainer = train.Trainer(config, dataset=dataset)
-  state, meta = train.restore_state(trainer, ckpt, trainer.init_state())
+  state, meta = trainer.tables.restore(ckpt, trainer.init_state())
   logging.info("restored %s step %d", ckpt.directory, int(state["step"]))
   return trainer, state, int(state["step"])
 
@@ -103,31 +104,14 @@ def config_from_json(d: dict) -> ml_collections.ConfigDict:
 def read_rows(trainer, state, stack: str, start: int, stop: int) -> dict[str, np.ndarray]:
   """Rows [start, stop) of one stack in table order: {"table", ["scale"]} host arrays.
 
-  The one place that reads stored tables, wherever they live: replicated on the devices,
-  sharded over them (row- or column-wise), or in the host-offload store (memory-mapped
-  for tables larger than RAM). Only the requested range is copied.
+  Reads through the stack's table backend (`embeddings.backends`), wherever it lives:
+  replicated on the devices, sharded over them (row- or column-wise), or in the
+  host-offload store (memory-mapped for tables larger than RAM). Only the requested range
+  is copied, and only the stored rows and scales (no optimizer slots).
   """
-  if trainer.offload is not None and stack in trainer.offload.stacks:
-    store = trainer.offload.stacks[stack].store
-    return {
-      k: np.asarray(store.arrays[k][start:stop]) for k in ("table", "scale") if k in store.arrays
-    }
-  entry = state["emb"][stack]
-  layout = trainer.collection.layouts.get(stack)
-  out = {}
-  for k in ("table", "scale"):
-    if k not in entry:
-      continue
-    a = entry[k]
-    if layout is None:
-      out[k] = np.asarray(a[start:stop])
-    elif layout.row_based:
-      shard, local = layout.locate(np.arange(start, stop))
-      out[k] = np.asarray(a[jnp.asarray(shard * layout.shard_rows + local)])
-    else:  # column_wise: every row on every device, columns split (padding at the end)
-      width = layout.dim if k == "table" else 1
-      out[k] = np.asarray(a[start:stop, :width])
-  return out
+  entry = {k: v for k, v in state["emb"][stack].items() if k in ("table", "scale")}
+  got = trainer.tables.backends[stack].virtual(entry, start, stop)
+  return {k: np.asarray(got[k]) for k in ("table", "scale") if k in got}
 
 
 def make_forward(trainer):
@@ -192,8 +176,7 @@ def export(
   """Writes the artifact of (trainer, state) as ``output/<version>``; returns its path."""
   if dtype not in art.EXPORT_DTYPES:
     raise ValueError(f"--dtype: {dtype!r}; expected one of {art.EXPORT_DTYPES}")
-  if trainer.offload is not None:
-    trainer.offload.flush(state)  # the host store becomes the current table
+  trainer.tables.before_eval(state["emb"])  # offload: the host store becomes the current table
   coll = trainer.collection
   info = trainer.dataset.info
   output = os.path.abspath(os.path.expanduser(output))
@@ -265,13 +248,15 @@ def export(
 
 def _crosses_json(trainer) -> dict | None:
   """Wide & Deep's crossed pairs, hashed on the host at serving time as in training."""
-  if trainer.crosses is None:
+  wide = [c for c in trainer.crosses if c.key == crosses_lib.CROSS_KEY]
+  if len(wide) != len(trainer.crosses):
+    raise NotImplementedError("export: OptInter's memorized cross features are not served yet")
+  if not wide:
     return None
-  mc = trainer.config.model_config
   return {
-    "pairs": [list(p) for p in mc.cross_pairs],
-    "num_buckets": trainer.crosses.num_buckets,
-    "seed": trainer.crosses.seed,
+    "pairs": [list(p) for p in trainer.hparams.cross_pairs],
+    "num_buckets": wide[0].num_buckets,
+    "seed": wide[0].seed,
   }
 
 

@@ -71,12 +71,14 @@ def step_flags(loss, dense_grads, row_grads: dict[str, Any], batch) -> dict[str,
   return flags
 
 
-def keep_if_finite(finite, new_state: dict, old_state: dict, advance=("step",)) -> dict:
-  """`new_state` if `finite`, else `old_state` except the `advance` entries (traced)."""
-  return {
-    k: v if k in advance else jax.tree.map(lambda n, o: jnp.where(finite, n, o), v, old_state[k])
-    for k, v in new_state.items()
-  }
+def keep_if_finite(finite, new_state, old_state, advance=("step",)):
+  """`new_state` if `finite`, else `old_state` except the `advance` fields (traced).
+
+  Works on the typed train state (a dataclass pytree with ``replace``). The select reads
+  every leaf, tables included, so it costs a pass over the state per step.
+  """
+  kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, old_state)
+  return kept.replace(**{k: getattr(new_state, k) for k in advance})
 
 
 class NonFiniteMonitor:

@@ -1,10 +1,13 @@
 """Meshes and logical-axis sharding rules.
 
-A *recipe* (a file in the repository's ``sharding/`` folder) declares
-``MESH_AXES`` (name, size) and ``RULES`` (logical axis -> mesh axis or None).
-Arrays are annotated with logical axes only (``("batch",)``,
-``("vocab", "embed")``); this module turns those into `NamedSharding`s for a
-concrete mesh, so a model never names a mesh axis.
+A *recipe* (a file in the repository's ``sharding/`` folder) declares only what
+differs from the defaults below: ``MESH_AXES`` (name, size), ``RULES`` (logical
+axis -> mesh axis or None, merged over `DEFAULT_RULES` by axis) and ``STRATEGY``
+(the default table placement). The logical axes are ``batch`` (the global batch),
+``table_shard`` (what sharded tables are split over; the same devices as
+``batch``) and, for ``table_row_wise``, ``row_group`` (the devices that split one
+table's rows). Arrays are annotated with logical axes only; this module turns
+those into `NamedSharding`s for a concrete mesh, so a model never names a mesh axis.
 
 Meshes use `AxisType.Auto` (GSPMD propagation): the trainer places inputs and
 state explicitly and lets XLA propagate shardings through the step, which
@@ -30,6 +33,11 @@ _RECIPE_DIRS = (
 )
 
 
+DEFAULT_MESH_AXES = (("data", -1),)  # every device on one data axis
+DEFAULT_RULES = (("batch", "data"), ("table_shard", "data"))
+DEFAULT_STRATEGY = "data_parallel"
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
   name: str
@@ -48,11 +56,11 @@ def load_recipe(name: str) -> Recipe:
       spec = importlib.util.spec_from_file_location(f"jaxctr_recipe_{abs(hash(path))}", path)
       mod = importlib.util.module_from_spec(spec)
       spec.loader.exec_module(mod)
-      for attr in ("MESH_AXES", "RULES"):
-        if not hasattr(mod, attr):
-          raise ValueError(f"sharding recipe {path} must define {attr}")
-      strategy = getattr(mod, "STRATEGY", "data_parallel")
-      return Recipe(name, tuple(mod.MESH_AXES), tuple(mod.RULES), strategy)
+      mesh_axes = tuple(getattr(mod, "MESH_AXES", DEFAULT_MESH_AXES))
+      rules = dict(DEFAULT_RULES)
+      rules.update(dict(getattr(mod, "RULES", ())))
+      strategy = getattr(mod, "STRATEGY", DEFAULT_STRATEGY)
+      return Recipe(name, mesh_axes, tuple(rules.items()), strategy)
   raise ValueError(f"config.sharding: no recipe {name!r}; looked for {candidates}")
 
 

@@ -13,9 +13,6 @@ RULES = (
   ("batch", ("group", "local")),
   ("table_shard", ("group", "local")),
   ("row_group", "local"),  # devices that split one table's rows
-  ("vocab", None),
-  ("embed", None),
-  ("hidden", None),
 )
 
 STRATEGY = "table_row_wise"

@@ -5,18 +5,6 @@ network are data parallel.
 Use: ``--config.sharding=table_wise``.
 """
 
-MESH_AXES = (("data", -1),)
-
-# Logical axis -> mesh axis. "table_shard" is the axis sharded tables are split
-# over; it must cover the same devices as "batch" (every device serves rows and
-# trains on its slice of the batch).
-RULES = (
-  ("batch", "data"),
-  ("table_shard", "data"),
-  ("vocab", None),
-  ("embed", None),
-  ("hidden", None),
-)
-
-# Default strategy of every table (config.embedding.strategy overrides).
+# Default placement of every table (config.embedding.strategy overrides). Mesh and rules
+# are jaxctr.parallel's defaults: one "data" axis, "batch" and "table_shard" on it.
 STRATEGY = "table_wise"

@@ -14,29 +14,12 @@ from jaxctr import metrics as metrics_lib
 from jaxctr.embeddings import regularization
 from jaxctr.embeddings.collection import EmbeddingCollection
 from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, TableSpec
-from tests.common import override
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+from tests.conftest import tiny_config
 
 
 def _config(data_dir, **kw):
-  c = configs.base_config()
-  c.dataset.data_dir = data_dir
-  c.dataset.builder_kwargs = {"config": "tiny"}
-  c.model = "fm"
-  c.embed_dim = 4
-  c.batch_size = 512
-  c.eval_batch_size = 2048
-  c.total_steps = 24
-  c.eval_every_steps = 8
-  c.log_every_steps = 4
-  c.progress_bar = False
-  c.checkpoint.async_save = False
-  c.num_devices = 1
-  return override(c, kw)
+  kw = {"embed_dim": 4, "checkpoint.async_save": False, **kw}
+  return tiny_config(data_dir, "fm", **kw)
 
 
 def _evals(workdir):
@@ -104,7 +87,7 @@ def test_factor_scales_dense_and_sparse_updates_without_recompiling(data_dir):
   deltas = []
   for factor in (1.0, 0.25):
     state = jax.tree.map(jnp.asarray, init)
-    state["lr_factor"] = jnp.float32(factor)
+    state = state.replace(lr_factor=jnp.float32(factor))
     new, _ = t.train_step(state, batch)
     deltas.append(
       [np.asarray(a) - b for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(init), strict=True)]
@@ -123,7 +106,7 @@ def test_embedding_l2_in_training(data_dir, tmp_path, mode):
   c.embedding.optimizer = "sgd"
   c.embedding.learning_rate = 0.1
   t = train.Trainer(c)
-  _, ids, _ = next(t.batches("train", train=True))
+  ids = next(t.batches("train", train=True)).ids
   init = t.init_state()
   r = train.train_and_evaluate(c, str(tmp_path))
   for s in t.collection.stacks:

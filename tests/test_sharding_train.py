@@ -9,11 +9,6 @@ from jaxctr.embeddings import planner
 from tests.test_train import _config
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def _virtual_emb(result, trainer_like_cfg):
   """Final tables in the virtual layout, whatever the mesh."""
   t = train.Trainer(trainer_like_cfg)

@@ -8,31 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxctr import configs, train
-from tests.common import override
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+from jaxctr import train
+from tests.conftest import tiny_config
 
 
 def _config(data_dir, model="deepfm", **kw):
-  c = configs.base_config()
-  c.dataset.data_dir = data_dir
-  c.dataset.builder_kwargs = {"config": "tiny"}
-  c.model = model
-  c.model_config.hidden = (16, 16)
-  c.embed_dim = 8
-  c.batch_size = 512
-  c.eval_batch_size = 2048
-  c.total_steps = 24
-  c.eval_every_steps = 8
-  c.log_every_steps = 4
-  c.progress_bar = False
-  c.checkpoint.async_save = True
-  c.num_devices = 1  # multi-device runs are tested explicitly
-  return override(c, kw)
+  return tiny_config(data_dir, model, **kw)
 
 
 def _leaves(state):
@@ -87,6 +68,9 @@ def test_outputs_written(data_dir, tmp_path):
   assert any("train_loss" in x for x in lines)
   assert sum("valid_auc" in x for x in lines) >= 3
   assert os.listdir(tmp_path / "tensorboard")
+  plan = json.loads((tmp_path / "plan.json").read_text())  # where every table lives
+  assert set(plan["placements"].values()) == {"data_parallel"}
+  assert "strategy" in (tmp_path / "plan.txt").read_text()
   assert 0.5 < r["test_auc"] <= 1.0 and r["oracle_auc"] > r["test_auc"]
   assert r["examples_per_s"] > 0 and r["dense_params"] > 0
 

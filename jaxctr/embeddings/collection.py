@@ -82,7 +82,7 @@ class Stack:
     return sum(c.feature.width for c in self.columns)
 
 
-def _table_key(key: Array, name: str) -> Array:
+def table_key(key: Array, name: str) -> Array:
   return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
@@ -93,7 +93,7 @@ def _fill_rows(buf: Array, key: Array, rows: int, dim: int, offset, mean, std) -
   return jax.lax.dynamic_update_slice(buf, part.astype(buf.dtype), (offset, 0))
 
 
-def _init_stack(s: Stack, key: Array) -> dict[str, Array]:
+def init_stack(s: Stack, key: Array) -> dict[str, Array]:
   """A stack's stored arrays and optimizer slots.
 
   Float tables are filled table by table into one donated buffer, so the peak is
@@ -105,9 +105,7 @@ def _init_stack(s: Stack, key: Array) -> dict[str, Array]:
   buf = jnp.zeros((s.rows, s.dim), s.dtype if float_store else jnp.float32)
   hostmem.huge_zeros(buf)  # the fill below faults huge pages in (CPU, when enabled)
   for t, off in zip(s.tables, s.offsets, strict=True):
-    buf = _fill_rows(
-      buf, _table_key(key, t.name), t.vocab_size, s.dim, off, t.init_mean, t.init_std
-    )
+    buf = _fill_rows(buf, table_key(key, t.name), t.vocab_size, s.dim, off, t.init_mean, t.init_std)
   entry = {"table": buf} if float_store else quantization.store(buf, s.dtype, None)
   for slot in optimizers.get(s.optimizer).slots:
     width = 1 if slot.per_row else s.dim
@@ -122,10 +120,9 @@ def unique_inverse(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """``np.unique(ids, return_inverse=True)`` for non-negative ids; inverse as int32.
 
   One plain sort of ``id << bits | position`` keys replaces the stable argsort
-  that `np.unique` needs for the inverse: 106k ids (a 4096 x 26 batch) take
-  ~2 ms instead of ~6 ms of the loader thread's CPU, which on a 2-core host
-  is taken from the training step. Falls back to `np.unique` when the packed
-  key would not fit in 63 bits.
+  that `np.unique` needs for the inverse, at a fraction of its CPU time in the
+  loader thread (which a small host takes from the training step). Falls back
+  to `np.unique` when the packed key would not fit in 63 bits.
   """
   flat = np.asarray(ids).ravel()
   n = flat.size
@@ -215,14 +212,25 @@ class EmbeddingCollection:
     self.layouts: dict[str, sharded.Layout] = {}
     # Sharded stacks whose ids someone else routes after `prepare` (the offload cache maps
     # rows to cache slots first, then routes the slots).
-    self.deferred_routing: set[str] = set()
+    self.deferred_routing: frozenset[str] = frozenset()
 
   def shard(
-    self, placement: sharded.MeshPlacement, *, row_placement: str = "range", group_size: int = 0
+    self,
+    placement: sharded.MeshPlacement,
+    *,
+    row_placement: str = "range",
+    group_size: int = 0,
+    deferred: Mapping[str, sharded.Layout] | None = None,
   ) -> None:
-    """Lays out every stack whose tag is a sharded strategy over ``placement``'s devices."""
+    """Lays out every stack whose tag is a sharded strategy over ``placement``'s devices.
+
+    ``deferred`` gives stacks stored in another layout than their rows (an offload
+    cache's slots): their arrays are split by that layout, and their ids are routed by
+    whoever maps rows to slots, after `prepare`.
+    """
     self.placement = placement
-    self.layouts = {}
+    self.layouts = dict(deferred or {})
+    self.deferred_routing = frozenset(self.layouts)
     for s in self.stacks:
       if s.group in sharded.STRATEGIES and s.group != "data_parallel":
         layout = sharded.make_layout(
@@ -287,9 +295,7 @@ class EmbeddingCollection:
     for s in self.stacks:
       layout = self.layouts.get(s.name)
       dim = s.dim if layout is None or layout.row_based else layout.shard_dim
-      row = quantization.bytes_per_row(s.dtype, dim) + 4 * sum(
-        1 if sl.per_row else dim for sl in optimizers.get(s.optimizer).slots
-      )
+      row = optimizers.row_bytes(s.optimizer, s.dtype, dim)
       per += (s.rows if layout is None or not layout.row_based else layout.shard_rows) * row
     return per.tolist()
 
@@ -336,17 +342,12 @@ class EmbeddingCollection:
     """
     state = {}
     for s in self.stacks:
-      state[s.name] = _init_stack(s, key)
+      state[s.name] = init_stack(s, key)
     return state
 
   def num_bytes(self) -> int:
     """Bytes of tables plus optimizer slots."""
-    total = 0
-    for s in self.stacks:
-      total += s.rows * quantization.bytes_per_row(s.dtype, s.dim)
-      for slot in optimizers.get(s.optimizer).slots:
-        total += s.rows * (1 if slot.per_row else s.dim) * 4
-    return total
+    return sum(s.rows * optimizers.row_bytes(s.optimizer, s.dtype, s.dim) for s in self.stacks)
 
   # ------------------------------------------------------------------- host
   def prepare(self, batch: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -498,7 +499,7 @@ class EmbeddingCollection:
     for s in self.stacks:
       # The schedule's factor rides on the (otherwise static) spec as a traced value.
       spec = dataclasses.replace(s.optimizer, learning_rate=s.optimizer.learning_rate * lr_scale)
-      key = _table_key(step_key, s.name) if s.dtype != "float32" else None
+      key = table_key(step_key, s.name) if s.dtype != "float32" else None
       layout = self.layouts.get(s.name)
       if layout is None:
         new_state[s.name] = _update_rows(

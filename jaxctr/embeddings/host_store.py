@@ -78,7 +78,7 @@ class HostStore:
     s = self.stack
     step = max(1, _CHUNK_ELEMENTS // s.dim)
     for t, off in zip(s.tables, s.offsets, strict=True):
-      tkey = coll_lib._table_key(key, t.name)
+      tkey = coll_lib.table_key(key, t.name)
       for r in range(0, t.vocab_size, step):
         n = min(step, t.vocab_size - r)
         flat = r * s.dim

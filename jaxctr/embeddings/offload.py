@@ -1,7 +1,7 @@
 """Host-offload embedding cache: every row in host memory, the hot rows on the device.
 
-Tables tagged "offload" (`EmbeddingCollection(groups=...)`) form their own
-stacks. For each such stack:
+Tables placed "offload" (by the planner or a pin; `EmbeddingCollection(groups=...)`)
+form their own stacks. For each such stack:
 
 * a **host store** keeps every row of the table and of its optimizer slots in
   numpy arrays (or `np.memmap` files under ``disk_dir`` for tables larger than
@@ -9,7 +9,7 @@ stacks. For each such stack:
   `EmbeddingCollection.init` draws, so values are bit-identical to an
   on-device table without ever materialising the whole table on the device;
 * a **device cache** of S slots ``{"table": [S, dim], <slot>: [S, w]}``
-  *replaces* the stack in the training state, so the unchanged jitted train
+  *replaces* the stack in the training state (`backends.Offloaded`), so the unchanged jitted train
   step runs on slot ids instead of row ids;
 * a `CachePlanner` (``cache_policy.py``) maps rows to slots (LRU or LFU, rows
   of in-flight batches pinned, dirty tracking).
@@ -30,11 +30,8 @@ rows; an exception in any worker stops training with that error. The planner
 looks ``depth + 2`` batches ahead and does not evict their rows (if the cache
 can afford it), so that wait, which drains the pipeline, is rare.
 
-Host cost per step (2 x 10M rows, 2M slots, batch 4096, ~700 misses and
-evictions per step, CPU time): plan ~1 ms (LRU; LFU ~2 ms), host gather and
-write-back scatter < 1 ms, transfers ~1 ms, swap dispatch < 1 ms; the loader's
-dedup (`EmbeddingCollection.prepare`) ~3 ms is the same as on-device training.
-`benchmarks/offload.py` measures the throughput against on-device tables.
+Host cost per step is measured by `benchmarks/offload.py` (figures in
+``experiments/README.md``).
 
 Sparse optimizers are elementwise per row and ``rows[inv]`` is the same for
 row and slot ids, so float tables train bit-identically to on-device tables.
@@ -42,10 +39,10 @@ row and slot ids, so float tables train bit-identically to on-device tables.
 batch's unique ids, which differs between row and slot order: equal in
 distribution, not bit-identical.)
 
-Checkpoints hold the whole tables: `full_state` flushes the cache (writes
-dirty cached rows back) and substitutes the host store; `load_full` restores
-it and starts from an empty cache. Evaluation reads rows straight from the
-flushed host store per batch (`eval_view`), so it neither updates nor
+Checkpoints hold the whole tables: the `backends.Offloaded` backend flushes the
+cache (`flush` writes dirty cached rows back) and saves the host store; `load`
+restores it and starts from an empty cache. Evaluation reads rows straight from
+the flushed host store per batch (`eval_view`), so it neither updates nor
 disturbs the cache.
 """
 
@@ -75,7 +72,7 @@ GROUP = "offload"
 
 
 def offloaded_tables(cfg, tables: Sequence) -> dict[str, str]:
-  """``groups`` for `EmbeddingCollection`: {table name: "offload"} per offloaded table."""
+  """Pins {table name: "offload"} of the tables ``config.offload`` names (none if disabled)."""
   if not cfg.enabled:
     return {}
   names = {t.name for t in tables}
@@ -84,6 +81,12 @@ def offloaded_tables(cfg, tables: Sequence) -> dict[str, str]:
     raise ValueError(f"config.offload.tables: unknown {sorted(want - names)}; have {sorted(names)}")
   chosen = [t.name for t in tables if (t.name in want if want else t.vocab_size >= cfg.min_rows)]
   return {n: GROUP for n in chosen}
+
+
+def cache_slots(rows: int, cache_fraction: float, cache_rows: int) -> int:
+  """Device cache slots of a stack of ``rows`` rows (``cache_rows`` wins if > 0)."""
+  slots = cache_rows or math.ceil(cache_fraction * rows)
+  return int(min(max(slots, 1), rows))
 
 
 @jax.jit
@@ -201,6 +204,9 @@ class OffloadManager:
     policy: "lru" or "lfu".
     depth: Batches the planner thread runs ahead of the train step.
     disk_dir: Memory-map the host stores under this directory if set.
+    layouts: Row-wise layouts of the caches split over the mesh, by stack (the
+      collection was sharded with them as ``deferred``); a stack without one has a
+      replicated cache.
   """
 
   def __init__(
@@ -214,7 +220,7 @@ class OffloadManager:
     policy: str = "lru",
     depth: int = 2,
     disk_dir: str = "",
-    shard_caches: bool = True,
+    layouts=None,
   ):
     self.collection = collection
     self.mesh = mesh
@@ -230,17 +236,11 @@ class OffloadManager:
     for s in collection.stacks:
       if s.group != GROUP:
         continue
-      slots = cache_rows or math.ceil(cache_fraction * s.rows)
-      slots = int(min(max(slots, 1), s.rows))
+      slots = cache_slots(s.rows, cache_fraction, cache_rows)
       self.stacks[s.name] = OffloadedStack(s, key, slots, policy, pin_window, disk_dir)
-    placement = collection.placement
-    if shard_caches and placement is not None and placement.size > 1:
-      # Each device holds 1/n of the slots, like a row_wise table: the cache's ids are
-      # routed (sharded.route) after they are mapped to slots, so prepare leaves them alone.
-      for name, o in self.stacks.items():
-        o.layout = sharded.make_layout("row_wise", [o.num_slots], o.stack.dim, placement.size)
-        collection.layouts[name] = o.layout
-        collection.deferred_routing.add(name)
+      # A split cache: each device holds 1/n of the slots, like a row_wise table; its ids
+      # are routed (sharded.route) after they are mapped to slots.
+      self.stacks[s.name].layout = (layouts or {}).get(s.name)
     self._cv = threading.Condition()
     self._written_seq = -1  # every write-back of plans <= this is in the host store
     self._applied_seq = -1
@@ -254,15 +254,10 @@ class OffloadManager:
     self.wait_seconds = 0.0  # main thread waiting for a planned batch (exposed host time)
 
   # ------------------------------------------------------------------ state
-  def init_emb(self, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
-    """`EmbeddingCollection.init` with every offloaded stack replaced by its empty cache."""
-    emb = {}
-    for s in self.collection.stacks:
-      if s.name in self.stacks:
-        emb[s.name] = self.stacks[s.name].empty_cache()
-      else:
-        emb[s.name] = coll_lib._init_stack(s, key)
-    return emb
+  def empty_cache(self, name: str) -> dict[str, jax.Array]:
+    """An empty device cache of stack ``name``, split in its layout or replicated."""
+    placement = self.collection.placement
+    return self.stacks[name].device_cache(self.mesh, placement.axes if placement else ())
 
   def num_bytes(self) -> dict[str, int]:
     """Host store and device cache bytes over all offloaded stacks."""
@@ -297,7 +292,7 @@ class OffloadManager:
       o.evicted_seq[:] = -1
 
   def _plan_batch(self, item, gen: int, upcoming: Sequence = ()):
-    dev, ids, host = item
+    dev, ids, host = item[:3]
     ids = dict(ids)
     record = {"plans": {}, "slots": {}, "rows": {}}
     for name, o in self.stacks.items():
@@ -342,7 +337,7 @@ class OffloadManager:
     return dev, self.collection.put_ids(ids, self.mesh), host, record
 
   def _eval_batch(self, item):
-    dev, ids, host = item
+    dev, ids, host = item[:3]
     ids = dict(ids)
     for name, o in self.stacks.items():
       e = ids[name]
@@ -360,29 +355,22 @@ class OffloadManager:
       ids[name] = {"uniq": new_uniq, "inv": e["inv"], "rows": rows}
     return dev, self.collection.put_ids(ids, self.mesh), host
 
-  def eval_view(self, state, ids):
-    """(Traced) ``state`` whose offloaded stacks are the eval batch's mini-tables."""
-    emb = dict(state["emb"])
+  def eval_view(self, emb, ids):
+    """(Traced) ``emb`` whose offloaded stacks are the eval batch's mini-tables."""
+    emb = dict(emb)
     for name in self.stacks:
       emb[name] = ids[name]["rows"]
-    return dict(state, emb=emb)
+    return emb
 
   # ------------------------------------------------------------ main thread
-  def next(self, batches: Iterator):
-    """``next(batches)``, timing how long the train step waits for stage 2."""
-    t = time.perf_counter()
-    item = next(batches)
-    self.wait_seconds += time.perf_counter() - t
-    return item
-
-  def swap(self, state, record):
-    """Loads a planned batch's missing rows into the cache; returns the new state.
+  def swap(self, emb, record):
+    """Loads a planned batch's missing rows into the caches; returns the new ``emb``.
 
     Called right before that batch's train step. Raises a worker's error, so
     no step runs after a failed write-back.
     """
     self._raise_if_failed()
-    emb = dict(state["emb"])
+    emb = dict(emb)
     wb = {}
     for name, plan in record["plans"].items():
       o = self.stacks[name]
@@ -398,7 +386,7 @@ class OffloadManager:
     seq = next(iter(record["plans"].values())).seq if record["plans"] else self._applied_seq + 1
     self._applied_seq = seq
     self._wb_queue.put((seq, wb))
-    return dict(state, emb=emb)
+    return emb
 
   def _count(self, o: OffloadedStack, plan) -> None:
     hit_rows = o.applied_row_of[plan.slots[plan.hit]]  # hit slots kept their rows
@@ -468,47 +456,24 @@ class OffloadManager:
       self._raise_if_failed()
 
   # ------------------------------------------------------------- checkpoint
-  def flush(self, state) -> None:
-    """Writes every dirty cached row back, so the host store is the current table."""
+  def flush(self, emb) -> None:
+    """Writes every dirty cached row back, so the host stores hold the current tables."""
     self._wait_written(self._applied_seq)
     for name, o in self.stacks.items():
       slots = np.flatnonzero((o.applied_row_of >= 0) & o.applied_dirty)
       if not len(slots):
         continue
-      vals = {k: np.asarray(v)[o.phys(slots)] for k, v in state["emb"][name].items()}
+      vals = {k: np.asarray(v)[o.phys(slots)] for k, v in emb[name].items()}
       o.store.scatter(o.applied_row_of[slots], vals)
       o.applied_dirty[slots] = False
 
-  def full_state(self, state):
-    """Flushed ``state`` with offloaded stacks as whole host tables (copies), for saving."""
-    self.flush(state)
-    emb = dict(state["emb"])
-    for name, o in self.stacks.items():
-      emb[name] = {k: np.array(v) for k, v in o.store.arrays.items()}
-    return dict(state, emb=emb)
-
-  def full_template(self, state):
-    """A restore template of `full_state`'s structure (host arrays, not yet filled)."""
-    emb = dict(state["emb"])
-    for name, o in self.stacks.items():
-      emb[name] = {k: np.empty_like(v) for k, v in o.store.arrays.items()}
-    return dict(state, emb=emb)
-
-  def restore(self, checkpointer, state, step: int | None = None):
-    """``checkpointer.restore`` of a `full_state` checkpoint; returns (state, meta)."""
-    full, meta = checkpointer.restore(self.full_template(state), step)
-    return self.load_full(full), meta
-
-  def load_full(self, state):
-    """Takes whole tables from a restored `full_state` into the host stores; empty caches."""
+  def load(self, name: str, arrays) -> dict[str, jax.Array]:
+    """Takes whole rows of stack ``name`` into its host store; returns an empty cache."""
     self._wait_written(self._applied_seq)
-    emb = dict(state["emb"])
-    for name, o in self.stacks.items():
-      for k, v in emb[name].items():
-        o.store.arrays[k][:] = v
-      o.applied_row_of[:] = -1
-      o.applied_dirty[:] = False
-      o.evicted_seq[:] = -1
-      placement = self.collection.placement
-      emb[name] = o.device_cache(self.mesh, placement.axes if placement else ())
-    return dict(state, emb=emb)
+    o = self.stacks[name]
+    for k, v in arrays.items():
+      o.store.arrays[k][:] = v
+    o.applied_row_of[:] = -1
+    o.applied_dirty[:] = False
+    o.evicted_seq[:] = -1
+    return self.empty_cache(name)

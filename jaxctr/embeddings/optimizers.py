@@ -19,6 +19,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxctr.embeddings import quantization
 from jaxctr.embeddings.specs import OptimizerSpec, SpecError
 
 Array = jax.Array
@@ -177,3 +178,14 @@ def get(spec: OptimizerSpec, where: str = "") -> SparseOptimizer:
   if spec.learning_rate < 0:
     raise SpecError(f"{where}: learning_rate must be >= 0, got {spec.learning_rate}")
   return OPTIMIZERS[spec.name]
+
+
+def row_bytes(spec: OptimizerSpec, dtype: str, dim: int, *, slot_dim: int | None = None) -> int:
+  """Stored bytes of one row: the table row (``dtype``, per-row int scale) and its slots.
+
+  ``slot_dim`` is the width of full-width slots when it differs from ``dim`` (a column
+  shard stores ``dim`` columns of the table but per-row slots whole).
+  """
+  width = dim if slot_dim is None else slot_dim
+  slots = get(spec).slots
+  return quantization.bytes_per_row(dtype, dim) + 4 * sum(1 if s.per_row else width for s in slots)

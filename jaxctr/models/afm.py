@@ -19,14 +19,17 @@ from jaxctr.models import base, layers
 class AFM(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {"attention_dim": 16, "dropout": 0.0}
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     del num_fields
-    att = int(cfg.get("attention_dim", 16))
+    att = int(cfg.attention_dim)
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
     self.attention = nnx.Linear(embed_dim, att, rngs=rngs)
     self.attention_h = nnx.Linear(att, 1, use_bias=False, rngs=rngs)
     self.projection = nnx.Linear(embed_dim, 1, use_bias=False, rngs=rngs)
-    rate = float(cfg.get("dropout", 0.0))
+    rate = float(cfg.dropout)
     self.dropout = nnx.Dropout(rate) if rate > 0 else None
 
   def __call__(self, inputs, *, train=False, rngs=None):

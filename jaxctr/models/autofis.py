@@ -30,7 +30,7 @@ BASES = ("fm", "deepfm")
 
 def interaction_mask(cfg, num_pairs: int) -> np.ndarray | None:
   """``cfg.mask`` as a float [P] array (None: every pair); checks its length and values."""
-  mask = cfg.get("mask", ())
+  mask = cfg.mask
   if mask is None or len(mask) == 0:
     return None
   mask = np.asarray(mask, np.float32)
@@ -46,31 +46,44 @@ def interaction_mask(cfg, num_pairs: int) -> np.ndarray | None:
 class AutoFIS(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults. ``init_from_fm``: the
+  # retrain stage may start from the search's tables (`jaxctr.search`, train.init_tables_from).
+  HPARAMS = {
+    "base": "deepfm",
+    "search": False,
+    "mask": (),
+    "gate_init": 0.6,
+    "bn_momentum": 0.99,
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+    "init_from_fm": "",
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    self.base = cfg.get("base", "deepfm")
+    self.base = cfg.base
     if self.base not in BASES:
       raise ValueError(f"config.model_config.base: {self.base!r}; expected one of {BASES}")
-    self.search = bool(cfg.get("search", False))
+    self.search = bool(cfg.search)
     p = layers.num_pairs(num_fields)
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
     mask = None if self.search else interaction_mask(cfg, p)
     self.mask = None if mask is None else tuple(float(m) for m in mask)  # static
     if self.search:
-      init = float(cfg.get("gate_init", 0.6))
+      init = float(cfg.gate_init)
       # Near 0.6 rather than exactly: identical gates would all move in lockstep at step 1.
       self.gates = nnx.Param(init + 1e-3 * nnx.initializers.normal(1.0)(rngs.params(), (p,)))
       self.bn = nnx.BatchNorm(
         p,
         use_scale=False,
         use_bias=False,
-        momentum=float(cfg.get("bn_momentum", 0.99)),
+        momentum=float(cfg.bn_momentum),
         rngs=rngs,
       )
     dnn = None
     if self.base == "deepfm":
-      dnn = layers.mlp_from_config(
-        cfg, num_fields * embed_dim + num_dense, default_hidden=(400, 400, 400), rngs=rngs
-      )
+      dnn = layers.mlp_from_config(cfg, num_fields * embed_dim + num_dense, rngs=rngs)
     self.dnn = nnx.data(dnn)
 
   def interactions(self, fields, *, train: bool = False):

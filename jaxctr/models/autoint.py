@@ -50,33 +50,45 @@ class InteractingLayer(nnx.Module):
 
 @base.register("autoint")
 class AutoInt(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "num_heads": 2,
+    "attention_dim": 32,
+    "attention_layers": 3,
+    "use_residual": True,
+    "scale": True,
+    "layer_norm": False,
+    "hidden": (),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    heads, head_dim = int(cfg.get("num_heads", 2)), int(cfg.get("attention_dim", 32))
+    heads, head_dim = int(cfg.num_heads), int(cfg.attention_dim)
     self.numeric = layers.NumericEmbedding(num_dense, embed_dim, rngs=rngs)
-    dims = [embed_dim] + [heads * head_dim] * int(cfg.get("attention_layers", 3))
+    dims = [embed_dim] + [heads * head_dim] * int(cfg.attention_layers)
     self.attention = nnx.List(
       [
         InteractingLayer(
           a,
           heads,
           head_dim,
-          residual=cfg.get("use_residual", True),
-          scale=cfg.get("scale", True),
-          layer_norm=cfg.get("layer_norm", False),
+          residual=cfg.use_residual,
+          scale=cfg.scale,
+          layer_norm=cfg.layer_norm,
           rngs=rngs,
         )
         for a in dims[:-1]
       ]
     )
     self.out = nnx.Linear((num_fields + num_dense) * dims[-1], 1, rngs=rngs)
-    hidden = tuple(cfg.get("hidden", ()))
+    hidden = tuple(cfg.hidden)
     # Declared as data up front: a module assigned later to an attribute first set to None
     # would otherwise be rejected as a change of a static attribute.
     self.dnn = nnx.data(None)
     if hidden:
-      self.dnn = layers.mlp_from_config(
-        cfg, num_fields * embed_dim + num_dense, default_hidden=hidden, rngs=rngs
-      )
+      self.dnn = layers.mlp_from_config(cfg, num_fields * embed_dim + num_dense, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     x = layers.fields_with_numeric(inputs, self.numeric)

@@ -85,6 +85,9 @@ class CTRModel(nnx.Module):
   needs_linear: ClassVar[bool] = False
   sequence_pooling: ClassVar[str | None] = None
   needs_ids: ClassVar[bool] = False
+  # The model's hyperparameters (``config.model_config`` keys) with their defaults: the one
+  # place they are declared; `build` rejects any other key.
+  HPARAMS: ClassVar[dict[str, Any]] = {}
 
   def __call__(self, inputs: ModelInputs, *, train: bool = False, rngs: nnx.Rngs | None = None):
     raise NotImplementedError
@@ -129,6 +132,18 @@ def registered(family: str = "zoo") -> list[str]:
   return sorted(n for n in _REGISTRY if family == "all" or _FAMILY[n] == family)
 
 
+def hyperparameters(name: str, cfg) -> ml_collections.ConfigDict:
+  """``cfg`` over the model's declared ``HPARAMS``; unknown keys fail naming the closest one."""
+  from jaxctr import configs  # declarations only; nothing above models
+
+  declared = get_model_class(name).HPARAMS
+  given = dict(cfg or {})
+  for key in given:
+    if key not in declared:
+      raise configs.ConfigKeyError(f"config.model_config ({name})", key, declared)
+  return ml_collections.ConfigDict({**declared, **given})
+
+
 def build(
   name: str,
   cfg: ml_collections.ConfigDict | dict[str, Any] | None,
@@ -138,9 +153,9 @@ def build(
   num_dense: int,
   seed: int = 0,
 ) -> CTRModel:
-  """Builds a registered model."""
+  """Builds a registered model from its (validated, defaults-filled) hyperparameters."""
   cls = get_model_class(name)
-  cfg = ml_collections.ConfigDict(dict(cfg or {}))
+  cfg = hyperparameters(name, cfg)
   return cls(
     cfg, num_fields=num_fields, embed_dim=embed_dim, num_dense=num_dense, rngs=nnx.Rngs(seed)
   )

@@ -69,12 +69,12 @@ def micro_mlp(weights, feed, mask, feed_dim: int, hidden, orders: int, order_ind
 
 
 def _settings(cfg):
-  pairs = tuple(tuple(p) for p in cfg.get("co_pairs", attention.DEFAULT_PAIRS))
-  feed = int(cfg.get("feed_dim", 4))
-  hidden = tuple(cfg.get("micro_hidden", (4, 4)))
-  orders = int(cfg.get("orders", 2))
-  order_ind = bool(cfg.get("order_independent", False))
-  comb_ind = bool(cfg.get("combination_independent", False))
+  pairs = tuple(tuple(p) for p in cfg.co_pairs)
+  feed = int(cfg.feed_dim)
+  hidden = tuple(cfg.micro_hidden)
+  orders = int(cfg.orders)
+  order_ind = bool(cfg.order_independent)
+  comb_ind = bool(cfg.combination_independent)
   if feed < 1 or not hidden or orders < 1:
     raise ValueError(
       f"can: need feed_dim >= 1, micro_hidden non-empty and orders >= 1, got {feed}, "
@@ -93,10 +93,28 @@ class CAN(base.CTRModel):
   sequence_pooling = "none"
   table_dim_reads_config = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "pairs": attention.DEFAULT_PAIRS,
+    "co_pairs": attention.DEFAULT_PAIRS,
+    "feed_dim": 4,
+    "micro_hidden": (4, 4),
+    "orders": 2,
+    "order_independent": False,
+    "combination_independent": False,
+    "attention": False,
+    "hidden": (200, 80),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   @staticmethod
   def table_dim(embed_dim: int, num_fields: int, cfg=None) -> int:
+    """Row width: ordinary, co-action and feed columns (``cfg``: raw or defaults-filled)."""
     del num_fields
-    _, feed, _, _, _, _, _, slices, per_slice = _settings(cfg or {})
+    cfg = base.hyperparameters("can", cfg)  # idempotent on an already filled config
+    _, feed, _, _, _, _, _, slices, per_slice = _settings(cfg)
     return embed_dim + slices * per_slice + feed
 
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
@@ -113,19 +131,18 @@ class CAN(base.CTRModel):
     ) = _settings(cfg)
     self.per_target = {t: tuple(v) for t, v in per_target.items()}
     self.embed_dim = embed_dim
-    self.pairs = tuple(tuple(p) for p in cfg.get("pairs", attention.DEFAULT_PAIRS))
+    self.pairs = tuple(tuple(p) for p in cfg.pairs)
     key_dim = len(self.pairs) * embed_dim
     co_dim = len(self.co_pairs) * self.orders * self.micro_hidden[-1]
     self.attention = (
       attention.DINAttention(key_dim, (80, 40), activation="dice", rngs=rngs)
-      if cfg.get("attention", False)
+      if cfg.attention
       else None
     )
     interest = key_dim * (2 if self.attention is not None else 1)
     self.dnn = layers.mlp_from_config(
       cfg,
       num_fields * embed_dim + num_dense + interest + co_dim,
-      default_hidden=(200, 80),
       rngs=rngs,
     )
 

@@ -31,15 +31,20 @@ class CrossNet(nnx.Module):
 
 @base.register("dcn")
 class DCN(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "cross_layers": 3,
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     width = num_fields * embed_dim + num_dense
-    self.cross = CrossNet(width, int(cfg.get("cross_layers", 3)), rngs=rngs)
-    hidden = tuple(cfg.get("hidden", (400, 400, 400)))
-    self.dnn = (
-      layers.mlp_from_config(cfg, width, default_hidden=hidden, out_features=None, rngs=rngs)
-      if hidden
-      else None
-    )
+    self.cross = CrossNet(width, int(cfg.cross_layers), rngs=rngs)
+    hidden = tuple(cfg.hidden)
+    self.dnn = layers.mlp_from_config(cfg, width, out_features=None, rngs=rngs) if hidden else None
     out_width = width + (self.dnn.out_features if self.dnn is not None else 0)
     self.out = nnx.Linear(out_width, 1, rngs=rngs)
 

@@ -77,26 +77,36 @@ class CrossNetV2(nnx.Module):
 
 @base.register("dcnv2")
 class DCNv2(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "structure": "parallel",
+    "cross_layers": 3,
+    "low_rank": 0,
+    "num_experts": 1,
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     width = num_fields * embed_dim + num_dense
-    self.structure = cfg.get("structure", "parallel")
+    self.structure = cfg.structure
     if self.structure not in ("stacked", "parallel"):
       raise ValueError(f"dcnv2: structure must be stacked|parallel, got {self.structure!r}")
     self.cross = CrossNetV2(
       width,
-      int(cfg.get("cross_layers", 3)),
-      low_rank=int(cfg.get("low_rank", 0)),
-      num_experts=int(cfg.get("num_experts", 1)),
+      int(cfg.cross_layers),
+      low_rank=int(cfg.low_rank),
+      num_experts=int(cfg.num_experts),
       rngs=rngs,
     )
-    hidden = tuple(cfg.get("hidden", (400, 400, 400)))
+    hidden = tuple(cfg.hidden)
     # Declared as data up front: a module assigned later to an attribute first set to None
     # would otherwise be rejected as a change of a static attribute.
     self.dnn = nnx.data(None)
     if hidden:
-      self.dnn = layers.mlp_from_config(
-        cfg, width, default_hidden=hidden, out_features=None, rngs=rngs
-      )
+      self.dnn = layers.mlp_from_config(cfg, width, out_features=None, rngs=rngs)
     if self.dnn is None:
       out_width = width
     elif self.structure == "stacked":

@@ -13,15 +13,18 @@ from jaxctr.models import base, layers
 class DeepFM(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {"hidden": (400, 400, 400), "activation": "relu", "dropout": 0.0, "batch_norm": False}
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
     self.dnn = layers.MLP(
       num_fields * embed_dim + num_dense,
-      tuple(cfg.get("hidden", (400, 400, 400))),
+      tuple(cfg.hidden),
       out_features=1,
-      activation=cfg.get("activation", "relu"),
-      dropout=cfg.get("dropout", 0.0),
-      batch_norm=cfg.get("batch_norm", False),
+      activation=cfg.activation,
+      dropout=cfg.dropout,
+      batch_norm=cfg.batch_norm,
       rngs=rngs,
     )
 

@@ -29,11 +29,11 @@ class _Behaviour(base.CTRModel):
   sequence_pooling = "none"
 
   def _setup(self, cfg, num_fields, embed_dim, num_dense, interest_dim, rngs):
-    self.pairs = tuple(tuple(p) for p in cfg.get("pairs", attention.DEFAULT_PAIRS))
+    self.pairs = tuple(tuple(p) for p in cfg.pairs)
     self.embed_dim = embed_dim
     self.key_dim = len(self.pairs) * embed_dim
     self.dnn = layers.mlp_from_config(
-      cfg, num_fields * embed_dim + num_dense + interest_dim, default_hidden=(200, 80), rngs=rngs
+      cfg, num_fields * embed_dim + num_dense + interest_dim, rngs=rngs
     )
 
   def _output(self, inputs, interest, *, train, rngs):
@@ -46,14 +46,26 @@ class _Behaviour(base.CTRModel):
 
 @base.register("din", family="behaviour")
 class DIN(_Behaviour):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "pairs": attention.DEFAULT_PAIRS,
+    "attention_hidden": (80, 40),
+    "attention_activation": "dice",
+    "softmax": False,
+    "hidden": (200, 80),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    pairs = cfg.get("pairs", attention.DEFAULT_PAIRS)
+    pairs = cfg.pairs
     self._setup(cfg, num_fields, embed_dim, num_dense, len(pairs) * embed_dim, rngs)
     self.attention = attention.DINAttention(
       self.key_dim,
-      tuple(cfg.get("attention_hidden", (80, 40))),
-      activation=cfg.get("attention_activation", "dice"),
-      softmax=cfg.get("softmax", False),
+      tuple(cfg.attention_hidden),
+      activation=cfg.attention_activation,
+      softmax=cfg.softmax,
       rngs=rngs,
     )
 

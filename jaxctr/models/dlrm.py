@@ -22,17 +22,24 @@ from jaxctr.models import base, layers
 
 @base.register("dlrm")
 class DLRM(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "bottom_hidden": (512, 256, 64),
+    "hidden": (512, 256),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     # nnx.data: these become modules/params below; a plain None would make them static.
     self.bottom, self.dense_vector = nnx.data(None), nnx.data(None)
     if num_dense:
-      self.bottom = layers.MLP(
-        num_dense, (*tuple(cfg.get("bottom_hidden", (512, 256, 64))), embed_dim), rngs=rngs
-      )
+      self.bottom = layers.MLP(num_dense, (*tuple(cfg.bottom_hidden), embed_dim), rngs=rngs)
     else:
       self.dense_vector = layers.normal_param(rngs, (embed_dim,), 0.1)
     width = embed_dim + layers.num_pairs(num_fields + 1)
-    self.top = layers.mlp_from_config(cfg, width, default_hidden=(512, 256), rngs=rngs)
+    self.top = layers.mlp_from_config(cfg, width, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     v = inputs.fields

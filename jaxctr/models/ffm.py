@@ -27,6 +27,9 @@ class FFM(base.CTRModel):
     """Row width of every table: F latent vectors of width D, then the first-order weight."""
     return embed_dim * num_fields + 1
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {}
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     del cfg
     self.num_fields, self.embed_dim = num_fields, embed_dim

@@ -65,14 +65,24 @@ class Bilinear(nnx.Module):
 class FiBiNET(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "bilinear_type": "field_interaction",
+    "reduction_ratio": 3,
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    kind = cfg.get("bilinear_type", "field_interaction")
+    kind = cfg.bilinear_type
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
-    self.senet = SENet(num_fields, float(cfg.get("reduction_ratio", 3)), rngs=rngs)
+    self.senet = SENet(num_fields, float(cfg.reduction_ratio), rngs=rngs)
     self.bilinear = Bilinear(num_fields, embed_dim, kind, rngs=rngs)
     self.bilinear_se = Bilinear(num_fields, embed_dim, kind, rngs=rngs)
     width = 2 * layers.num_pairs(num_fields) * embed_dim + num_dense
-    self.dnn = layers.mlp_from_config(cfg, width, default_hidden=(400, 400, 400), rngs=rngs)
+    self.dnn = layers.mlp_from_config(cfg, width, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     v = inputs.fields

@@ -64,21 +64,34 @@ class BilinearFusion(nnx.Module):
 
 @base.register("finalmlp")
 class FinalMLP(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "fs_hidden": (800,),
+    "fs1_context": (),
+    "fs2_context": (),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+    "mlp1_hidden": (400, 400, 400),
+    "mlp2_hidden": (800,),
+    "num_heads": 1,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     width = num_fields * embed_dim + num_dense
-    fs_hidden = tuple(cfg.get("fs_hidden", (800,)))
-    self.gate1 = FeatureGate(cfg.get("fs1_context", ()), embed_dim, width, fs_hidden, rngs=rngs)
-    self.gate2 = FeatureGate(cfg.get("fs2_context", ()), embed_dim, width, fs_hidden, rngs=rngs)
+    fs_hidden = tuple(cfg.fs_hidden)
+    self.gate1 = FeatureGate(cfg.fs1_context, embed_dim, width, fs_hidden, rngs=rngs)
+    self.gate2 = FeatureGate(cfg.fs2_context, embed_dim, width, fs_hidden, rngs=rngs)
     common = dict(
-      activation=cfg.get("activation", "relu"),
-      dropout=cfg.get("dropout", 0.0),
-      batch_norm=cfg.get("batch_norm", False),
+      activation=cfg.activation,
+      dropout=cfg.dropout,
+      batch_norm=cfg.batch_norm,
       rngs=rngs,
     )
-    self.mlp1 = layers.MLP(width, tuple(cfg.get("mlp1_hidden", (400, 400, 400))), **common)
-    self.mlp2 = layers.MLP(width, tuple(cfg.get("mlp2_hidden", (800,))), **common)
+    self.mlp1 = layers.MLP(width, tuple(cfg.mlp1_hidden), **common)
+    self.mlp2 = layers.MLP(width, tuple(cfg.mlp2_hidden), **common)
     self.fusion = BilinearFusion(
-      self.mlp1.out_features, self.mlp2.out_features, int(cfg.get("num_heads", 1)), rngs=rngs
+      self.mlp1.out_features, self.mlp2.out_features, int(cfg.num_heads), rngs=rngs
     )
 
   def __call__(self, inputs, *, train=False, rngs=None):

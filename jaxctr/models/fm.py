@@ -9,6 +9,9 @@ from jaxctr.models import base, layers
 class FM(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {}
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     del cfg, num_fields, embed_dim
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)

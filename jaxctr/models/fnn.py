@@ -24,10 +24,17 @@ from jaxctr.models import base, layers
 class FNN(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+    "init_from_fm": "",
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    self.dnn = layers.mlp_from_config(
-      cfg, num_fields * (embed_dim + 1) + num_dense, default_hidden=(400, 400, 400), rngs=rngs
-    )
+    self.dnn = layers.mlp_from_config(cfg, num_fields * (embed_dim + 1) + num_dense, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     if inputs.linear is None:

@@ -20,10 +20,13 @@ from jaxctr.models import base, layers
 class FwFM(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {"pair_weight_init": 1.0}
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     del embed_dim
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
-    init = float(cfg.get("pair_weight_init", 1.0))
+    init = float(cfg.pair_weight_init)
     self.pair_weight = nnx.Param(jnp.full((layers.num_pairs(num_fields),), init))
 
   def __call__(self, inputs, *, train=False, rngs=None):

@@ -16,9 +16,12 @@ from jaxctr.models import base, layers
 
 @base.register("ipnn")
 class IPNN(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {"hidden": (400, 400, 400), "activation": "relu", "dropout": 0.0, "batch_norm": False}
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     width = num_fields * embed_dim + layers.num_pairs(num_fields) + num_dense
-    self.dnn = layers.mlp_from_config(cfg, width, default_hidden=(400, 400, 400), rngs=rngs)
+    self.dnn = layers.mlp_from_config(cfg, width, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     b = inputs.fields.shape[0]

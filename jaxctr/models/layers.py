@@ -164,19 +164,20 @@ def normal_param(rngs: nnx.Rngs, shape: Sequence[int], stddev: float) -> nnx.Par
   return nnx.Param(stddev * jax.random.normal(rngs.params(), tuple(shape)))
 
 
-def mlp_from_config(cfg, in_features: int, *, default_hidden: Sequence[int], out_features=1, rngs):
+def mlp_from_config(cfg, in_features: int, *, out_features=1, rngs):
   """An `MLP` whose hidden/activation/dropout/batch_norm come from a model config.
 
   Keys: ``hidden``, ``activation``, ``dropout``, ``batch_norm`` (the DeepFM conventions), so
-  every model with a DNN tower reads the same names.
+  every model with a DNN tower reads the same names; the model declares their defaults in
+  its ``HPARAMS``.
   """
   return MLP(
     in_features,
-    tuple(cfg.get("hidden", tuple(default_hidden))),
+    tuple(cfg.hidden),
     out_features=out_features,
-    activation=cfg.get("activation", "relu"),
-    dropout=cfg.get("dropout", 0.0),
-    batch_norm=cfg.get("batch_norm", False),
+    activation=cfg.activation,
+    dropout=cfg.dropout,
+    batch_norm=cfg.batch_norm,
     rngs=rngs,
   )
 

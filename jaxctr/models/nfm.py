@@ -26,12 +26,21 @@ def bi_interaction(v):
 class NFM(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "bi_dropout": 0.0,
+    "hidden": (64,),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     del num_fields
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
-    rate = float(cfg.get("bi_dropout", 0.0))
+    rate = float(cfg.bi_dropout)
     self.bi_dropout = nnx.Dropout(rate) if rate > 0 else None
-    self.dnn = layers.mlp_from_config(cfg, embed_dim + num_dense, default_hidden=(64,), rngs=rngs)
+    self.dnn = layers.mlp_from_config(cfg, embed_dim + num_dense, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     pooled = bi_interaction(inputs.fields)

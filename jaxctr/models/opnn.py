@@ -24,8 +24,17 @@ _PRODUCT_TYPES = ("sum", "mat", "vec", "num")
 
 @base.register("opnn")
 class OPNN(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "product_type": "sum",
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    self.product_type = cfg.get("product_type", "sum")
+    self.product_type = cfg.product_type
     pairs, d = layers.num_pairs(num_fields), embed_dim
     if self.product_type == "sum":
       self.kernel, p_width = None, d * d
@@ -41,7 +50,7 @@ class OPNN(base.CTRModel):
     else:
       raise ValueError(f"opnn: product_type {self.product_type!r} not in {_PRODUCT_TYPES}")
     width = num_fields * embed_dim + p_width + num_dense
-    self.dnn = layers.mlp_from_config(cfg, width, default_hidden=(400, 400, 400), rngs=rngs)
+    self.dnn = layers.mlp_from_config(cfg, width, rngs=rngs)
 
   def products(self, v):
     """The product features p: [B, D*D] ("sum") or [B, P] (kernel types)."""

@@ -45,7 +45,7 @@ class SearchStep(nnx.Variable):
 
 
 def check_choices(cfg, num_pairs: int) -> np.ndarray:
-  choices = np.asarray(cfg.get("choices", ()) or (), np.int64)
+  choices = np.asarray(cfg.choices or (), np.int64)
   if choices.shape != (num_pairs,) or not np.isin(choices, (0, 1, 2)).all():
     raise ValueError(
       f"config.model_config.choices: expected {num_pairs} values in {{0, 1, 2}} "
@@ -56,24 +56,43 @@ def check_choices(cfg, num_pairs: int) -> np.ndarray:
 
 @base.register("optinter")
 class OptInter(base.CTRModel):
+  # Hyperparameters (config.model_config keys) and their defaults. ``memorized_pairs`` and
+  # ``memorized_hash_buckets`` size the memorized crosses (`jaxctr.crosses`).
+  HPARAMS = {
+    "search": False,
+    "choices": (),
+    "memorized_pairs": (),
+    "memorized_hash_buckets": 100_000,
+    "selection": "softmax",
+    "tau_start": 1.0,
+    "tau_end": 0.1,
+    "anneal_steps": 1000,
+    "naive_init": 0.0,
+    "candidate_bn": True,
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     p = layers.num_pairs(num_fields)
-    self.search = bool(cfg.get("search", False))
+    self.search = bool(cfg.search)
     self.num_pairs = p
     if self.search:
-      self.selection = cfg.get("selection", "softmax")
+      self.selection = cfg.selection
       if self.selection not in SELECTIONS:
         raise ValueError(
           f"config.model_config.selection: {self.selection!r}; expected one of {SELECTIONS}"
         )
-      self.tau_start = float(cfg.get("tau_start", 1.0))
-      self.tau_end = float(cfg.get("tau_end", 0.1))
-      self.anneal_steps = max(int(cfg.get("anneal_steps", 1000)), 1)
+      self.tau_start = float(cfg.tau_start)
+      self.tau_end = float(cfg.tau_end)
+      self.anneal_steps = max(int(cfg.anneal_steps), 1)
       alpha = np.zeros((p, 3), np.float32)
-      alpha[:, 0] = float(cfg.get("naive_init", 0.0))
+      alpha[:, 0] = float(cfg.naive_init)
       self.alpha = nnx.Param(jnp.asarray(alpha))
       self.step = SearchStep(jnp.zeros((), jnp.float32))
-      bn = bool(cfg.get("candidate_bn", True))
+      bn = bool(cfg.candidate_bn)
       self.bn_mem = nnx.data(
         nnx.BatchNorm(p * embed_dim, use_scale=False, use_bias=False, rngs=rngs) if bn else None
       )
@@ -85,7 +104,7 @@ class OptInter(base.CTRModel):
       choices = check_choices(cfg, p)
       self.mem_idx = tuple(int(i) for i in np.flatnonzero(choices == 1))
       self.fac_idx = tuple(int(i) for i in np.flatnonzero(choices == 2))
-      n_mem = len(cfg.get("memorized_pairs", ()) or ())
+      n_mem = len(cfg.memorized_pairs or ())
       if n_mem != len(self.mem_idx):
         raise ValueError(
           f"config.model_config: choices memorize {len(self.mem_idx)} pairs but "
@@ -93,7 +112,7 @@ class OptInter(base.CTRModel):
         )
       kept = len(self.mem_idx) + len(self.fac_idx)
     width = (num_fields + kept) * embed_dim + num_dense
-    self.dnn = layers.mlp_from_config(cfg, width, default_hidden=(400, 400, 400), rngs=rngs)
+    self.dnn = layers.mlp_from_config(cfg, width, rngs=rngs)
 
   def temperature(self) -> jax.Array:
     frac = jnp.minimum(self.step.get_value() / self.anneal_steps, 1.0)

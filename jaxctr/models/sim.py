@@ -62,24 +62,42 @@ class SIM(base.CTRModel):
   sequence_pooling = "none"
   needs_ids = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "pairs": attention.DEFAULT_PAIRS,
+    "search": "soft",
+    "search_key": ("cate_id", "cate_history"),
+    "top_k": 50,
+    "short_len": 10,
+    "proj_dim": 16,
+    "heads": 2,
+    "head_dim": 0,
+    "aux_weight": 1.0,
+    "aux_hidden": (64,),
+    "hidden": (200, 80),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    self.pairs = tuple(tuple(p) for p in cfg.get("pairs", attention.DEFAULT_PAIRS))
-    self.search = cfg.get("search", "soft")
+    self.pairs = tuple(tuple(p) for p in cfg.pairs)
+    self.search = cfg.search
     if self.search not in SEARCHES:
       raise ValueError(f"sim: search must be one of {SEARCHES}, got {self.search!r}")
-    self.search_key = tuple(cfg.get("search_key", ("cate_id", "cate_history")))
-    self.top_k = int(cfg.get("top_k", 50))
-    self.short_len = int(cfg.get("short_len", 10))
-    self.aux_weight = float(cfg.get("aux_weight", 1.0))
+    self.search_key = tuple(cfg.search_key)
+    self.top_k = int(cfg.top_k)
+    self.short_len = int(cfg.short_len)
+    self.aux_weight = float(cfg.aux_weight)
     self.embed_dim = embed_dim
     kd = len(self.pairs) * embed_dim
-    heads = int(cfg.get("heads", 2))
-    head_dim = int(cfg.get("head_dim", 0)) or max(kd // heads, 1)
-    proj = int(cfg.get("proj_dim", 16))
+    heads = int(cfg.heads)
+    head_dim = int(cfg.head_dim) or max(kd // heads, 1)
+    proj = int(cfg.proj_dim)
     self.proj_q = nnx.Linear(kd, proj, use_bias=False, rngs=rngs)
     self.proj_k = nnx.Linear(kd, proj, use_bias=False, rngs=rngs)
     self.aux = (
-      layers.MLP(2 * kd, tuple(cfg.get("aux_hidden", (64,))), out_features=1, rngs=rngs)
+      layers.MLP(2 * kd, tuple(cfg.aux_hidden), out_features=1, rngs=rngs)
       if self.search == "soft"
       else None
     )
@@ -88,7 +106,6 @@ class SIM(base.CTRModel):
     self.dnn = layers.mlp_from_config(
       cfg,
       num_fields * embed_dim + num_dense + self.esu.out_dim + kd,
-      default_hidden=(200, 80),
       rngs=rngs,
     )
 

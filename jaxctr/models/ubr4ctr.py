@@ -82,11 +82,24 @@ class UBR4CTR(base.CTRModel):
   sequence_pooling = "none"
   needs_ids = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "pairs": attention.DEFAULT_PAIRS,
+    "top_k": 20,
+    "reinforce_weight": 1.0,
+    "selector_dim": 16,
+    "attention_hidden": (80, 40),
+    "hidden": (200, 80),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    self.pairs = tuple(tuple(p) for p in cfg.get("pairs", attention.DEFAULT_PAIRS))
-    self.top_k = int(cfg.get("top_k", 20))
-    self.reinforce_weight = float(cfg.get("reinforce_weight", 1.0))
-    sd = int(cfg.get("selector_dim", 16))
+    self.pairs = tuple(tuple(p) for p in cfg.pairs)
+    self.top_k = int(cfg.top_k)
+    self.reinforce_weight = float(cfg.reinforce_weight)
+    sd = int(cfg.selector_dim)
     self.embed_dim = embed_dim
     kd = len(self.pairs) * embed_dim
     self.sel_q = nnx.Linear(embed_dim, sd, use_bias=False, rngs=rngs)
@@ -94,11 +107,9 @@ class UBR4CTR(base.CTRModel):
     self.sel_v = nnx.Linear(embed_dim, sd, use_bias=False, rngs=rngs)
     self.sel_out = nnx.Linear(sd, 1, rngs=rngs)
     self.attention = attention.DINAttention(
-      kd, tuple(cfg.get("attention_hidden", (80, 40))), activation="dice", rngs=rngs
+      kd, tuple(cfg.attention_hidden), activation="dice", rngs=rngs
     )
-    self.dnn = layers.mlp_from_config(
-      cfg, num_fields * embed_dim + num_dense + kd, default_hidden=(200, 80), rngs=rngs
-    )
+    self.dnn = layers.mlp_from_config(cfg, num_fields * embed_dim + num_dense + kd, rngs=rngs)
 
   def selection_probs(self, inputs):
     """p [B, P]: self-attention over the target's fields, then a sigmoid per field."""

@@ -31,12 +31,20 @@ CROSS_KEY = "cross_linear"
 class WideDeep(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "cross_pairs": (),
+    "hidden": (1024, 512, 256),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+    "cross_hash_buckets": 1_000_000,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
-    self.num_cross = len(cfg.get("cross_pairs", ()) or ())
+    self.num_cross = len(cfg.cross_pairs or ())
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
-    self.dnn = layers.mlp_from_config(
-      cfg, num_fields * embed_dim + num_dense, default_hidden=(1024, 512, 256), rngs=rngs
-    )
+    self.dnn = layers.mlp_from_config(cfg, num_fields * embed_dim + num_dense, rngs=rngs)
 
   def wide(self, inputs):
     out = self.linear(inputs)

@@ -63,24 +63,33 @@ class CIN(nnx.Module):
 class XDeepFM(base.CTRModel):
   needs_linear = True
 
+  # Hyperparameters (config.model_config keys) and their defaults.
+  HPARAMS = {
+    "cin_layers": (200, 200, 200),
+    "split_half": True,
+    "cin_activation": "linear",
+    "hidden": (400, 400, 400),
+    "activation": "relu",
+    "dropout": 0.0,
+    "batch_norm": False,
+  }
+
   def __init__(self, cfg, *, num_fields, embed_dim, num_dense, rngs: nnx.Rngs):
     self.linear = layers.LinearTerm(num_dense, rngs=rngs)
     self.cin = CIN(
       num_fields,
-      tuple(cfg.get("cin_layers", (200, 200, 200))),
-      split_half=cfg.get("split_half", True),
-      activation=cfg.get("cin_activation", "linear"),
+      tuple(cfg.cin_layers),
+      split_half=cfg.split_half,
+      activation=cfg.cin_activation,
       rngs=rngs,
     )
     self.cin_out = nnx.Linear(self.cin.out_features, 1, rngs=rngs)
-    hidden = tuple(cfg.get("hidden", (400, 400, 400)))
+    hidden = tuple(cfg.hidden)
     # Declared as data up front: a module assigned later to an attribute first set to None
     # would otherwise be rejected as a change of a static attribute.
     self.dnn = nnx.data(None)
     if hidden:
-      self.dnn = layers.mlp_from_config(
-        cfg, num_fields * embed_dim + num_dense, default_hidden=hidden, rngs=rngs
-      )
+      self.dnn = layers.mlp_from_config(cfg, num_fields * embed_dim + num_dense, rngs=rngs)
 
   def __call__(self, inputs, *, train=False, rngs=None):
     out = self.linear(inputs) + self.cin_out(self.cin(inputs.fields))[:, 0]

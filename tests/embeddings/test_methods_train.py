@@ -9,31 +9,20 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxctr import configs, train
-from tests.common import override
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+from jaxctr import train
+from tests.conftest import tiny_config
 
 
 def _config(data_dir, **kw):
-  c = configs.base_config()
-  c.dataset.data_dir = data_dir
-  c.dataset.builder_kwargs = {"config": "tiny"}
-  c.model = "deepfm"
-  c.model_config.hidden = (16, 16)
-  c.embed_dim = 8
-  c.batch_size = 512
-  c.eval_batch_size = 8192
-  c.total_steps = 60
-  c.log_every_steps = 60
-  c.progress_bar = False
-  c.checkpoint.enabled = False
-  c.num_devices = 1  # 8 fake devices on 2 cores only add collective overhead
-  c.embedding.learning_rate = 0.01
-  return override(c, kw)
+  base = {
+    "eval_batch_size": 8192,
+    "eval_every_steps": 0,
+    "total_steps": 60,
+    "log_every_steps": 60,
+    "checkpoint.enabled": False,
+    "embedding.learning_rate": 0.01,
+  }
+  return tiny_config(data_dir, **{**base, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from jaxctr import checkpoint as ckpt_lib
-from jaxctr import configs, parallel, train
+from jaxctr import parallel, train
 from jaxctr.embeddings import host_store, offload
 from jaxctr.embeddings.cache_policy import CachePlanner, CacheTooSmallError
 from jaxctr.embeddings.collection import EmbeddingCollection
 from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, TableSpec
 from tests.common import override
+from tests.conftest import tiny_config
 
 
 def _plan(p, rows):
@@ -123,26 +124,12 @@ def test_host_store_matches_collection_init(monkeypatch):
 
 
 # ---------------------------------------------------------------- training
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def _config(data_dir, offloaded, **kw):
-  c = configs.base_config()
-  c.dataset.data_dir = data_dir
-  c.dataset.builder_kwargs = {"config": "tiny"}
-  c.model = "deepfm"
-  c.model_config.hidden = (16,)
-  c.embed_dim = 4
-  c.batch_size = 128
-  c.eval_batch_size = 2048
-  c.total_steps = 16
-  c.eval_every_steps = 8
-  c.log_every_steps = 4
-  c.progress_bar = False
-  c.checkpoint.async_save = False
-  c.num_devices = 1
+  c = tiny_config(
+    data_dir,
+    **{"model_config.hidden": (16,), "embed_dim": 4, "batch_size": 128, "total_steps": 16},
+    **{"checkpoint.async_save": False},
+  )
   c.embedding.optimizer = "adam"  # slots and a step-dependent update travel with the rows
   c.offload.enabled = offloaded
   c.offload.cache_rows = 4096  # far fewer slots than rows: constant eviction and re-loading

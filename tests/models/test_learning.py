@@ -18,10 +18,8 @@ import os
 import ml_collections
 import pytest
 
-from jaxctr import models
+from jaxctr import models, train
 from jaxctr.data import builders, synthetic
-
-train = pytest.importorskip("jaxctr.train")
 
 pytestmark = pytest.mark.slow
 

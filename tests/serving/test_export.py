@@ -90,14 +90,13 @@ def data(tmp_path_factory):
 
 def _offline(trainer, state):
   """The trainer's own predictions on the prepared test split (as `Trainer.evaluate`)."""
-  if trainer.offload is not None:
-    trainer.offload.flush(state)
+  trainer.tables.before_eval(state.emb)
   probs, labels = [], []
-  for batch, ids, host in trainer.batches("test", train=False):
-    p = np.asarray(trainer._eval_step(state, batch, ids))
-    keep = host["mask"] > 0 if "mask" in host else slice(None)
+  for b in trainer.batches("test", train=False):
+    p = np.asarray(trainer.eval_step(state, b.batch, b.ids))
+    keep = b.host["mask"] > 0 if "mask" in b.host else slice(None)
     probs.append(p[keep])
-    labels.append(host["label"][keep])
+    labels.append(b.host["label"][keep])
   return np.concatenate(probs), np.concatenate(labels)
 
 
@@ -114,8 +113,8 @@ def _checkpointed_run(cfg, ds, workdir):
       noise = 0.3 * jax.random.normal(jax.random.key(i), t.shape, jnp.float32)
       entry["table"] = jax.device_put(noise.astype(t.dtype), t.sharding)
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-  meta = {"layouts": train.layouts_meta(trainer), "step": 0}
-  ckpt.save(0, trainer.offload.full_state(state) if trainer.offload else state, meta)
+  meta = {"layouts": trainer.tables.layouts_meta(), "step": 0}
+  ckpt.save(0, state.replace(emb=trainer.tables.save_tree(state.emb)), meta)
   ckpt.wait()
   with open(os.path.join(workdir, "config.json"), "w") as fh:
     fh.write(cfg.to_json_best_effort())
