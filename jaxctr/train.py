@@ -232,12 +232,7 @@ def _check_config(config, trainer: Trainer) -> None:
   bounds.check_trainer(trainer)  # tables and batches that cannot fit: refused, with numbers
   guards.check_mode(config.on_nonfinite)
   regularization.check_mode(config.embedding.l2_mode)
-  if config.embedding.l2 and config.embedding.l2_mode == "dense" and trainer.collection.layouts:
-    raise ValueError(
-      "config.embedding.l2_mode='dense' updates every row of every table each step; it needs "
-      f"replicated tables, but {sorted(trainer.collection.layouts)} are sharded "
-      "(use l2_mode='sparse' or the data_parallel strategy)"
-    )
+  trainer.tables.check_l2(config.embedding.l2, config.embedding.l2_mode)
   if not 0 < config.lr_plateau.factor <= 1 or config.lr_plateau.patience < 1:
     raise ValueError(
       "config.lr_plateau: factor must be in (0, 1] and patience >= 1, got "

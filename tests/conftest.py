@@ -27,14 +27,15 @@ def data_dir(tmp_path_factory):
 
 def tiny_config(data_dir, model="deepfm", **kw):
   """A small, fast training config on the tiny synthetic dataset; ``kw`` sets dotted keys."""
-  from jaxctr import configs
+  from jaxctr import configs, models
   from tests.common import override
 
   c = configs.base_config()
   c.dataset.data_dir = data_dir
   c.dataset.builder_kwargs = {"config": "tiny"}
   c.model = model
-  c.model_config.hidden = (16, 16)
+  if "hidden" in models.get_model_class(model).HPARAMS:
+    c.model_config.hidden = (16, 16)
   c.embed_dim = 8
   c.batch_size = 512
   c.eval_batch_size = 2048

@@ -237,6 +237,16 @@ class Tables:
     rows = self.collection.gather(emb, ids, self._offloaded)
     return self.collection.assemble(rows, ids, self._offloaded)
 
+  def check_l2(self, l2: float, mode: str) -> None:
+    """Dense L2 updates every row of every table each step: only replicated tables can."""
+    split = sorted(n for n, b in self.backends.items() if b.kind != "data_parallel")
+    if l2 and mode == "dense" and split:
+      raise ValueError(
+        "config.embedding.l2_mode='dense' updates every row of every table each step; it needs "
+        f"replicated tables, but {split} are sharded or offloaded "
+        "(use l2_mode='sparse' or the data_parallel strategy)"
+      )
+
   # ------------------------------------------------------------- checkpoint
   def layouts_meta(self) -> dict[str, str]:
     """The saved layout of every stack not saved in virtual rows (checkpoint metadata)."""
