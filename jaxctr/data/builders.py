@@ -33,7 +33,7 @@ from array_record.python import array_record_module
 from etils import epath
 from tensorflow_datasets.core import file_adapters
 
-from jaxctr.data import fingerprint, parsers, preprocess, storage, synthetic
+from jaxctr.data import fingerprint, parsers, preprocess, spool, storage, synthetic
 
 SPLITS = ("train", "valid", "test")
 # TFDS writes array_record with the library's default (brotli) compression, which halves
@@ -131,7 +131,8 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
 
   def download_and_prepare(self, *args, **kwargs):
-    with _uncompressed_array_record():
+    # The spool keeps writing bounded in memory (and TensorFlow-free) for splits over 1 GB.
+    with _uncompressed_array_record(), spool.ordered_writer():
       return super().download_and_prepare(*args, **kwargs)
 
   def _preprocess_config(self) -> preprocess.PreprocessConfig:

@@ -80,3 +80,16 @@ def test_streaming_training_resumed_mid_epoch_equals_uninterrupted(tmp_path, mon
     np.testing.assert_array_equal(a, b)
   assert resumed["test_auc"] == full["test_auc"]
   assert modes and set(modes) == {(False, 3)}  # training and evaluation both streamed
+
+
+def test_spool_keeps_order_on_disk_and_rejects_out_of_order_keys(tmp_path):
+  from jaxctr.data import spool
+
+  s = spool.Spool(tmp_path, "salt", disable_shuffling=True)
+  for k in range(5):
+    s.add(k, bytes([k]) * (k + 1))
+  assert s.num_examples == 5 and s.size == 15 and s.bucket_lengths == [5]
+  assert list(s) == [(k, bytes([k]) * (k + 1)) for k in range(5)]
+  assert not list(tmp_path.iterdir())  # the spool file is gone once read
+  with pytest.raises(ValueError, match="in order"):
+    spool.Spool(tmp_path, "salt", disable_shuffling=True).add(3, b"x")
