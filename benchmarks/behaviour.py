@@ -19,8 +19,10 @@ recovers the history's category histogram and the gap closes: at 60k rows of 500
 
 All runs: embedding dim 16, MLP 200-80, batch 500, 3 epochs, N(0, 0.05^2) tables,
 learning rates 3e-3 (tables) / 1e-3 (dense), the model kept at its best validation AUC
-(evaluated every epoch). Hyperparameters were fixed before looking at test numbers; one run
-(seed 0) per model, so differences of ~0.005 AUC are within run-to-run noise.
+(evaluated every epoch). Hyperparameters were fixed before looking at test numbers (the
+data size was changed once, after a 60k-row run where DIN led the DNN by only 0.003). One
+run (seed 0) per model: the run-to-run spread is not measured here, so read margins below
+~0.01 AUC with care.
 
 The LAST stdout line is one JSON object::
 

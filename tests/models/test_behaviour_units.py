@@ -180,11 +180,10 @@ def _inputs(name, cfg, seed=0, batch=8, length=10, dim=4):
   )
 
 
+# DIN and SIM with hard search train through the trainer in test_behaviour_learning.py.
 BEHAVIOUR_VARIANTS = {
-  "din": {"hidden": (8,), "attention_hidden": (6,)},
   "can": {"hidden": (8,), "feed_dim": 2, "micro_hidden": (3, 2)},
   "sim_soft": {"hidden": (8,), "top_k": 4, "short_len": 3},
-  "sim_hard": {"hidden": (8,), "top_k": 4, "short_len": 3, "search": "hard"},
   "ubr4ctr": {"hidden": (8,), "top_k": 4},
 }
 
