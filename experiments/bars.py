@@ -82,6 +82,9 @@ MODELS: dict[str, dict] = {
   "autoint": {"attention_layers": 3, "num_heads": 2, "attention_dim": 40, "use_residual": True},
   "fibinet": dict(_MLP, reduction_ratio=3, bilinear_type="field_interaction"),
   "dlrm": {"bottom_hidden": (256, 64), "hidden": (400, 400, 400), "dropout": 0.2},
+  # Interaction search (jaxctr/search.py): search stage, then retrain of the chosen pairs.
+  "autofis": dict(_MLP, base="deepfm", search=False, mask=(), gate_init=0.6),
+  "optinter": dict(_MLP, search=False, choices=(), memorized_pairs=(), naive_init=0.3),
   "finalmlp": {
     "mlp1_hidden": (400, 400, 400),
     "mlp2_hidden": (800,),
@@ -136,4 +139,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.lr_plateau.min_lr = 1e-6
   c.embedding.l2 = embedding_l2(dataset, model)
   c.embedding.l2_mode = "sparse"  # see the docstring; "dense" is FuxiCTR to the letter
+  if model in ("autofis", "optinter"):
+    c.search.method = model
   return c

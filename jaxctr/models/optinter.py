@@ -19,7 +19,8 @@ the weights compare candidates at one scale (``candidate_bn``, default on). The 
 ordinary dense parameters trained jointly; the choice is their argmax.
 
 Retrain (``search=False``): ``choices`` (P values in {0, 1, 2}) fixes each pair's kind;
-the memorized ones must be listed, in pair order, in ``memorized_pairs``.
+the memorized ones must be listed, in pair order, in ``memorized_pairs``. Empty ``choices``
+factorize every pair (the model before any search).
 
 Config: ``search``, ``choices``, ``selection``, ``tau_start``, ``tau_end``,
 ``anneal_steps``, ``candidate_bn``, ``naive_init`` (initial advantage of alpha's naive entry), and
@@ -45,7 +46,10 @@ class SearchStep(nnx.Variable):
 
 
 def check_choices(cfg, num_pairs: int) -> np.ndarray:
+  """``cfg.choices`` as [P] ints; empty (no search run yet): every pair factorized."""
   choices = np.asarray(cfg.choices or (), np.int64)
+  if choices.size == 0:
+    return np.full(num_pairs, 2, np.int64)
   if choices.shape != (num_pairs,) or not np.isin(choices, (0, 1, 2)).all():
     raise ValueError(
       f"config.model_config.choices: expected {num_pairs} values in {{0, 1, 2}} "

@@ -53,6 +53,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
   "fibinet_all": ("fibinet", {**SMALL, "reduction_ratio": 1, "bilinear_type": "field_all"}),
   "fibinet_each": ("fibinet", {**SMALL, "reduction_ratio": 1, "bilinear_type": "field_each"}),
   "dlrm": ("dlrm", {"bottom_hidden": (8,), "hidden": (16, 8)}),
+  "autofis": ("autofis", {**SMALL, "base": "deepfm"}),
+  "autofis_fm_masked": ("autofis", {"base": "fm", "mask": (1, 0) * 5}),
+  "autofis_search": ("autofis", {**SMALL, "search": True}),
+  "optinter": ("optinter", SMALL),
+  "optinter_chosen": ("optinter", {**SMALL, "choices": (0, 2) * 5}),
   "finalmlp": (
     "finalmlp",
     {"mlp1_hidden": (16, 8), "mlp2_hidden": (12,), "fs_hidden": (8,), "num_heads": 2},

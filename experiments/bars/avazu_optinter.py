@@ -1,0 +1,12 @@
+r"""optinter on Avazu (train.csv), BARS protocol (common.py).
+
+python -m jaxctr.main \
+  --config=experiments/bars/avazu_optinter.py:/path/to/avazu \
+  --workdir=/tmp/bars_avazu_optinter
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("avazu", "optinter", arg)

@@ -1,0 +1,12 @@
+r"""autofis on Criteo (Kaggle train.txt), BARS protocol (common.py).
+
+python -m jaxctr.main \
+  --config=experiments/bars/criteo_autofis.py:/path/to/criteo \
+  --workdir=/tmp/bars_criteo_autofis
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("criteo", "autofis", arg)

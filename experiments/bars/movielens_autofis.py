@@ -1,0 +1,12 @@
+r"""autofis on MovieLens (BARS movielenslatest_x1, libFM), BARS protocol (common.py).
+
+python -m jaxctr.main \
+  --config=experiments/bars/movielens_autofis.py:/path/to/movielens \
+  --workdir=/tmp/bars_movielens_autofis
+"""
+
+from experiments.bars import common
+
+
+def get_config(arg=None):
+  return common.bars_config("movielens", "autofis", arg)
