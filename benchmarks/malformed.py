@@ -1,6 +1,6 @@
 r"""Hostile input: a corpus of malformed Criteo TSV, Avazu CSV and libFM files, parsed.
 
-  python benchmarks/malformed.py [--long_line_mb=100] [--workdir=/tmp/x]
+  python benchmarks/malformed.py [--long_line_mb=100] [--workers=1] [--workdir=/tmp/x]
 
 Each case is one file: good rows around one kind of defect (truncated line, wrong column
 count, binary garbage, a very long line, NaN/inf, negative or overflowing ids, bad UTF-8,
@@ -189,18 +189,18 @@ def make_corpus(root: str, long_bytes: int = 100 << 20, seed: int = 0) -> list[C
   return cases
 
 
-def parse(case: Case, strict: bool, report: ParseReport):
+def parse(case: Case, strict: bool, report: ParseReport, workers: int = 1):
   kw = {"criteo": {}, "avazu": {}, "libfm": {"num_fields": 3}}[case.fmt]
   fn = {"criteo": parsers.parse_criteo, "avazu": parsers.parse_avazu, "libfm": parsers.parse_libfm}
-  return list(fn[case.fmt](case.path, strict=strict, report=report, workers=1, **kw))
+  return list(fn[case.fmt](case.path, strict=strict, report=report, workers=workers, **kw))
 
 
-def check(case: Case) -> tuple[str, str]:
+def check(case: Case, workers: int = 1) -> tuple[str, str]:
   """('ok' | 'wrong' | 'crash', detail) of one case."""
   try:
     report = ParseReport()
     try:
-      chunks = parse(case, False, report)
+      chunks = parse(case, False, report, workers)
     except DataError as e:
       if case.file_error and case.path in str(e):
         return "ok", str(e)
@@ -214,7 +214,7 @@ def check(case: Case) -> tuple[str, str]:
       return "wrong", f"rows {rows}/{case.good} skipped {report.skipped} errors {report.errors}"
     if case.bad_lines:
       try:
-        parse(case, True, ParseReport())
+        parse(case, True, ParseReport(), workers)
         return "wrong", "strict mode did not fail"
       except DataError as e:
         if str(e) != report.errors[0]:
@@ -228,6 +228,7 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--long_line_mb", type=float, default=100)
   ap.add_argument("--workdir", default="")
+  ap.add_argument("--workers", type=int, default=1, help="forked parse workers (>1: fork_map)")
   args = ap.parse_args()
   with tempfile.TemporaryDirectory(dir=args.workdir or None) as root:
     cases = make_corpus(root, int(args.long_line_mb * (1 << 20)))
@@ -235,7 +236,7 @@ def main() -> None:
     outcome = {"ok": 0, "wrong": 0, "crash": 0}
     t0 = time.perf_counter()
     for c in cases:
-      status, detail = check(c)
+      status, detail = check(c, args.workers)
       outcome[status] += 1
       print(f"{status:5s} {c.fmt}/{c.name}: {detail.strip().splitlines()[-1][:150]}", flush=True)
     seconds = time.perf_counter() - t0
@@ -248,6 +249,7 @@ def main() -> None:
     "file_errors": sum(c.file_error for c in cases),
     "corpus_bytes": size,
     "long_line_bytes": int(args.long_line_mb * (1 << 20)),
+    "workers": args.workers,
     "seconds": round(seconds, 1),
   }
   print(json.dumps(result))

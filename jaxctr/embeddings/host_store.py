@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.random import threefry2x32_p
 
+from jaxctr import disk
 from jaxctr.embeddings import collection as coll_lib
 from jaxctr.embeddings import optimizers, quantization
 
@@ -69,6 +70,8 @@ class HostStore:
         os.makedirs(disk_dir, exist_ok=True)
         path = os.path.join(disk_dir, f"{stack.name.replace('/', '_')}.{name}.npy")
         self.arrays[name] = np.lib.format.open_memmap(path, "w+", dtype, shape)
+        # A full disk would otherwise be a SIGBUS at some later write (jaxctr/disk.py).
+        disk.reserve(path, os.path.getsize(path), "config.offload.disk_dir")
       else:
         self.arrays[name] = np.empty(shape, dtype)
     self.row_bytes = sum(w * d.itemsize for w, d in self.layout.values())
