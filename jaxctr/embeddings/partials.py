@@ -146,7 +146,7 @@ def field_order(coll) -> tuple[str, ...]:
   return tuple(f.name for f in coll.logical_features if f.kind == CATEGORICAL)
 
 
-def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
+def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int, entry_fn=None):
   """Per-sample partial results summed over owners: a pytree of [B, ...] split with the batch.
 
   Args:
@@ -159,6 +159,9 @@ def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
       ``cols`` [Dl] gives each local column's virtual index (>= dim: padding).
     params: Replicated pytree handed to ``owner_fn`` (the model's parameters).
     batch_size: The global batch size B.
+    entry_fn: Optional ``entry_fn(params, vecs) -> {name: [M, ...]}`` for terms that are
+      sums over ids whatever their field (LR, FM): row-based owners then add it per sample
+      over their ~B C / n ids (a segment sum) instead of building [B, F, D].
   """
   pl = coll.placement
   ax = pl.axes
@@ -166,6 +169,18 @@ def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
   stacks = [s for s in coll.stacks if s.name in coll.layouts]
   row_based = coll.layouts[stacks[0].name].row_based
   id_spec = P(ax) if row_based else P()
+
+  def local_entries(params, *arrs):
+    part = None
+    for i, s in enumerate(stacks):
+      r, own_pos, own_slot = arrs[3 * i][0], arrs[3 * i + 1][0], arrs[3 * i + 2][0]
+      per_id = entry_fn(params, r[own_slot])  # padding slots read zero rows: zero terms
+      sample = own_pos // s.width  # padding positions (B * C) fall outside: dropped
+      add = jax.tree.map(lambda v: jax.ops.segment_sum(v, sample, batch_size), per_id)
+      part = add if part is None else jax.tree.map(jnp.add, part, add)
+    return jax.tree.map(
+      lambda p: jax.lax.psum_scatter(p, ax, scatter_dimension=0, tiled=True), part
+    )
 
   def local(params, *arrs):
     fields = {}
@@ -196,7 +211,8 @@ def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
     # Three arrays per stack (column_wise has one index array: passed twice).
     args += [rows[s.name]] + ([e["own_pos"], e["own_slot"]] if row_based else [e["pos"], e["pos"]])
     specs += [P(ax), id_spec, id_spec]
-  return pl.shard_map(local, (P(),) + tuple(specs), P(ax))(params, *args)
+  fn = local_entries if entry_fn is not None and row_based else local
+  return pl.shard_map(fn, (P(),) + tuple(specs), P(ax))(params, *args)
 
 
 # ------------------------------------------------------------------------------- bytes
