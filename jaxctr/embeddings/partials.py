@@ -17,18 +17,22 @@ Inside one `jax.shard_map` (per device):
 2. `route` lists the global (sample, field) positions whose row each owner
    holds (about B F / n of them), so the owner scatters its rows into [B, F, D]
    fields that are zero where it does not own them (row-based), or reads every
-   field's column slice (``column_wise``);
+   field's column slice (``column_wise``); terms that ignore fields (LR, FM) skip
+   that buffer and sum per-id terms per sample over the owner's ids;
 3. a model's `partial_terms.Terms` turns them into per-sample partial sums, and
    ``psum_scatter`` over the table axes sums the owners' parts and leaves each
    device its B/n samples; the model finishes on them (`partial_terms`).
 
 Differentiating gives the mirror collective (an all-gather of the partials'
-cotangents) and per-row gradients on the owners: nothing else crosses
-devices. Bytes per step: 2 (n-1) B W values for W partial values per sample,
-against the rows exchange's 2 n (n-1) K D for K distinct rows per (requester,
-owner) pair (`bytes_per_step`). Partials pay when W is small against the
-distinct rows a sample needs (LR: W = 1, FM: W = k + 1), and stop paying for a
-wide first layer (W = hidden width) or heavy id repetition.
+cotangents) and per-row gradients on the owners; the dense parameters'
+gradients are all-reduced as in the rows exchange. Bytes per step: 2 (n-1) B W
+values for W partial values per sample, against the rows exchange's
+2 n (n-1) K D for K distinct rows per (requester, owner) pair
+(`bytes_per_step`): a ratio of about n W / (F D u) for F fields, D-wide rows and
+a fraction u of distinct ids. Partials pay when W is small against the rows a
+sample needs (LR: W = 1, FM: W = k + 1, column_wise: W = 1) and stop paying
+with more devices than fields x u, a wide first layer (W = hidden width) or
+heavy id repetition; owners also compute on the global batch.
 
 Limits (checked by `check`): every field must be a categorical feature of a
 sharded stack with the plain one-row-per-id method; sequences, DHE and numeric
