@@ -159,7 +159,7 @@ def exchange_bytes(hlo: str, devices: int) -> tuple[int, int]:
   """(all collectives, all but all-reduce) bytes per step of a compiled step."""
   total = partials.collective_bytes(hlo, devices)
   dense = partials.collective_bytes(
-    "\n".join(l for l in hlo.splitlines() if " all-reduce" in l), devices
+    "\n".join(line for line in hlo.splitlines() if " all-reduce" in line), devices
   )
   return total, total - dense
 

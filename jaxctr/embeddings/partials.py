@@ -17,18 +17,22 @@ Inside one `jax.shard_map` (per device):
 2. `route` lists the global (sample, field) positions whose row each owner
    holds (about B F / n of them), so the owner scatters its rows into [B, F, D]
    fields that are zero where it does not own them (row-based), or reads every
-   field's column slice (``column_wise``);
+   field's column slice (``column_wise``); terms that ignore fields (LR, FM) skip
+   that buffer and sum per-id terms per sample over the owner's ids;
 3. a model's `partial_terms.Terms` turns them into per-sample partial sums, and
    ``psum_scatter`` over the table axes sums the owners' parts and leaves each
    device its B/n samples; the model finishes on them (`partial_terms`).
 
 Differentiating gives the mirror collective (an all-gather of the partials'
-cotangents) and per-row gradients on the owners: nothing else crosses
-devices. Bytes per step: 2 (n-1) B W values for W partial values per sample,
-against the rows exchange's 2 n (n-1) K D for K distinct rows per (requester,
-owner) pair (`bytes_per_step`). Partials pay when W is small against the
-distinct rows a sample needs (LR: W = 1, FM: W = k + 1), and stop paying for a
-wide first layer (W = hidden width) or heavy id repetition.
+cotangents) and per-row gradients on the owners; the dense parameters'
+gradients are all-reduced as in the rows exchange. Bytes per step: 2 (n-1) B W
+values for W partial values per sample, against the rows exchange's
+2 n (n-1) K D for K distinct rows per (requester, owner) pair
+(`bytes_per_step`): a ratio of about n W / (F D u) for F fields, D-wide rows and
+a fraction u of distinct ids. Partials pay when W is small against the rows a
+sample needs (LR: W = 1, FM: W = k + 1, column_wise: W = 1) and stop paying
+with more devices than fields x u, a wide first layer (W = hidden width) or
+heavy id repetition; owners also compute on the global batch.
 
 Limits (checked by `check`): every field must be a categorical feature of a
 sharded stack with the plain one-row-per-id method; sequences, DHE and numeric
@@ -146,7 +150,7 @@ def field_order(coll) -> tuple[str, ...]:
   return tuple(f.name for f in coll.logical_features if f.kind == CATEGORICAL)
 
 
-def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
+def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int, entry_fn=None):
   """Per-sample partial results summed over owners: a pytree of [B, ...] split with the batch.
 
   Args:
@@ -159,6 +163,9 @@ def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
       ``cols`` [Dl] gives each local column's virtual index (>= dim: padding).
     params: Replicated pytree handed to ``owner_fn`` (the model's parameters).
     batch_size: The global batch size B.
+    entry_fn: Optional ``entry_fn(params, vecs) -> {name: [M, ...]}`` for terms that are
+      sums over ids whatever their field (LR, FM): row-based owners then add it per sample
+      over their ~B C / n ids (a segment sum) instead of building [B, F, D].
   """
   pl = coll.placement
   ax = pl.axes
@@ -166,6 +173,18 @@ def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
   stacks = [s for s in coll.stacks if s.name in coll.layouts]
   row_based = coll.layouts[stacks[0].name].row_based
   id_spec = P(ax) if row_based else P()
+
+  def local_entries(params, *arrs):
+    part = None
+    for i, s in enumerate(stacks):
+      r, own_pos, own_slot = arrs[3 * i][0], arrs[3 * i + 1][0], arrs[3 * i + 2][0]
+      per_id = entry_fn(params, r[own_slot])  # padding slots read zero rows: zero terms
+      sample = own_pos // s.width  # padding positions (B * C) fall outside: dropped
+      add = jax.tree.map(lambda v: jax.ops.segment_sum(v, sample, batch_size), per_id)
+      part = add if part is None else jax.tree.map(jnp.add, part, add)
+    return jax.tree.map(
+      lambda p: jax.lax.psum_scatter(p, ax, scatter_dimension=0, tiled=True), part
+    )
 
   def local(params, *arrs):
     fields = {}
@@ -196,7 +215,8 @@ def partial_sums(coll, rows, ids, owner_fn, params, batch_size: int):
     # Three arrays per stack (column_wise has one index array: passed twice).
     args += [rows[s.name]] + ([e["own_pos"], e["own_slot"]] if row_based else [e["pos"], e["pos"]])
     specs += [P(ax), id_spec, id_spec]
-  return pl.shard_map(local, (P(),) + tuple(specs), P(ax))(params, *args)
+  fn = local_entries if entry_fn is not None and row_based else local
+  return pl.shard_map(fn, (P(),) + tuple(specs), P(ax))(params, *args)
 
 
 # ------------------------------------------------------------------------------- bytes

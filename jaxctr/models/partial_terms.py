@@ -11,6 +11,8 @@ fields (see `jaxctr.embeddings.partials`). Each declaration here gives:
   over columns (FM's and FwFM's pair terms) and sends one scalar per sample.
 - ``finish(model, parts, dense, train, rngs)``: logits [B] from the summed parts.
 - ``width(F, k, hidden)``: partial values per sample (row-based), for the byte estimate.
+- ``by_id(model, vecs)`` (optional): per-id terms when the model does not care which
+  field an id belongs to (LR, FM); row-based owners then sum them per sample directly.
 
 Declared: LR (W = 1), FM (W = k + 1), FwFM (W = F k + 1: its field-pair weights
 couple every pair, so the part is each field's vector in its own slot),
@@ -35,6 +37,7 @@ class Terms:
   by_column: Callable
   finish: Callable
   width: Callable[[int, int, int], int]
+  by_id: Callable | None = None  # (model, vecs [M, D]) -> per-id terms, when field-agnostic
 
 
 def _linear(model, dense):
@@ -59,6 +62,10 @@ def _lr_field(model, x):
   return {"s": x[..., -1].sum(axis=1)}
 
 
+def _lr_id(model, v):
+  return {"s": v[:, -1]}
+
+
 def _lr_col(model, x, cols, dim):
   return {"s": _col_masks(x, cols, dim, True)[1].sum(axis=1)}
 
@@ -70,6 +77,11 @@ def _lr_finish(model, parts, dense, train, rngs):
 def _fm_field(model, x):
   v, w = _split(x)
   return {"s": w.sum(axis=1) - 0.5 * jnp.sum(v * v, axis=(1, 2)), "v": v.sum(axis=1)}
+
+
+def _fm_id(model, x):
+  v, w = _split(x)
+  return {"s": w - 0.5 * jnp.sum(v * v, axis=-1), "v": v}
 
 
 def _fm_col(model, x, cols, dim):
@@ -154,8 +166,8 @@ def _deepfm_finish(model, parts, dense, train, rngs):
 
 
 TERMS: dict[str, Terms] = {
-  "lr": Terms(_lr_field, _lr_col, _lr_finish, lambda f, k, h: 1),
-  "fm": Terms(_fm_field, _fm_col, _fm_finish, lambda f, k, h: k + 1),
+  "lr": Terms(_lr_field, _lr_col, _lr_finish, lambda f, k, h: 1, _lr_id),
+  "fm": Terms(_fm_field, _fm_col, _fm_finish, lambda f, k, h: k + 1, _fm_id),
   "fwfm": Terms(_fwfm_field, _fwfm_col, _fwfm_finish, lambda f, k, h: f * k + 1),
   "dnn": Terms(_dnn_field, _dnn_col, _dnn_finish, lambda f, k, h: h),
   "deepfm": Terms(_deepfm_field, _deepfm_col, _deepfm_finish, lambda f, k, h: k + 1 + h),
@@ -196,5 +208,11 @@ def logits(model: base.CTRModel, coll, rows, ids, dense, *, train=False, rngs=No
     m = nnx.merge(graphdef, state)
     return terms.by_field(m, x) if first.row_based else terms.by_column(m, x, cols, first.dim)
 
-  parts = partials.partial_sums(coll, rows, ids, owner, state, dense.shape[0])
+  by_id = None
+  if terms.by_id is not None:
+
+    def by_id(state, vecs):
+      return terms.by_id(nnx.merge(graphdef, state), vecs)
+
+  parts = partials.partial_sums(coll, rows, ids, owner, state, dense.shape[0], by_id)
   return terms.finish(model, parts, dense, train, rngs)
