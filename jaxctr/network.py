@@ -67,7 +67,9 @@ def plan_tables(config, features, tables, mesh, recipe) -> planner.Plan:
   """Where every table lives: user pins, then the planner's choice within the budget."""
   cfg = config.embedding
   probe = EmbeddingCollection(features, tables, stack_tables=False)  # physical tables only
-  pins = dict(offload_lib.offloaded_tables(config.offload, tables))
+  # Offload applies to physical tables (a DHE feature has none).
+  offloaded = offload_lib.offloaded_tables(config.offload, tables)
+  pins = {name: how for name, how in offloaded.items() if name in probe.tables}
   pins.update(cfg.per_table_strategy)
   loads = planner.table_loads(probe, config.batch_size)
   return planner.plan(

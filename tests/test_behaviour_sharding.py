@@ -66,7 +66,7 @@ def test_sequences_train_like_one_device(dataset, single, tmp_path, kw):
   t = train.Trainer(cfg, dataset=dataset)
   (cache,) = t.offload.stacks
   assert cache in t.collection.layouts  # the item cache is split row-wise over the devices
-  assert set(t.plan.strategies.values()) == {"row_wise"}
+  assert set(t.plan.strategies.values()) == {"row_wise", "offload"}  # the item table offloaded
   res = train.train_and_evaluate(cfg, str(tmp_path), dataset=dataset)
   assert abs(res["test_auc"] - single["test_auc"]) < 2e-5
   assert abs(res["test_logloss"] - single["test_logloss"]) < 2e-5

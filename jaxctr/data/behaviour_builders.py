@@ -77,8 +77,21 @@ def _with_len(max_len: int) -> tuple[sequences.SequenceColumn, ...]:
   return tuple(dataclasses.replace(c, max_len=max_len) for c in HISTORIES)
 
 
-class _BehaviourBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _BehaviourBuilder(
+  builders.SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_registration=True
+):
   """Writes in-memory splits from `_load` as columnar chunks plus `DatasetInfo`."""
+
+  def source_paths(self, manual_dir: str | None) -> list[str] | None:
+    """The raw files present (optional ones such as valid.csv may be absent)."""
+    files = self.builder_config.files
+    if not files:
+      return []
+    if not manual_dir:
+      return None
+    found = [os.path.join(manual_dir, f) for f in files]
+    found = [p for p in found if os.path.isfile(p)]
+    return found or None
 
   VERSION = tfds.core.Version("1.0.0")
 

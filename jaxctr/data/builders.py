@@ -95,7 +95,39 @@ class CtrConfig(tfds.core.BuilderConfig):
   vocab_rows: int = 0
 
 
-class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class SourceFingerprint:
+  """Builders whose preparation records its raw files' fingerprint (`fingerprint`)."""
+
+  def source_paths(self, manual_dir: str | None) -> list[str] | None:
+    """The raw files a preparation reads (none for synthetic data; None: not all found)."""
+    files = self.builder_config.files
+    if not files:
+      return []
+    if not manual_dir:
+      return None
+    found = [os.path.join(manual_dir, f) for f in files]
+    if type(self).__name__ == "Avazu":  # alternative names of one file
+      found = [p for p in found if os.path.isfile(p)][:1]
+    return found if found and all(os.path.isfile(p) for p in found) else None
+
+  def source_fingerprint(self, manual_dir: str | None) -> dict[str, Any] | None:
+    """`fingerprint.source_fingerprint` of this preparation (None if its files are missing)."""
+    paths = self.source_paths(manual_dir)
+    if paths is None:
+      return None
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    cfg = self.builder_config
+    # parse_workers changes how fast, never what is prepared.
+    opts = {
+      f.name: getattr(cfg, f.name)
+      for f in dataclasses.fields(cfg)
+      if f.name not in base and f.name != "parse_workers"
+    }
+    opts.update(builder=self.name, config=cfg.name, version=str(self.version))
+    return fingerprint.source_fingerprint(paths, opts)
+
+
+class _CtrBuilder(SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Common two-pass preparation; subclasses implement `_pass1`."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -158,34 +190,6 @@ class _CtrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       if os.path.isfile(os.path.join(root, name)):
         return os.path.join(root, name)
     raise parsers.DataError(f"{self.name}: none of {candidates} found in manual_dir {root}")
-
-  def source_paths(self, manual_dir: str | None) -> list[str] | None:
-    """The raw files a preparation reads (none for synthetic data; None: not all found)."""
-    files = self.builder_config.files
-    if not files:
-      return []
-    if not manual_dir:
-      return None
-    found = [os.path.join(manual_dir, f) for f in files]
-    if type(self).__name__ == "Avazu":  # alternative names of one file
-      found = [p for p in found if os.path.isfile(p)][:1]
-    return found if found and all(os.path.isfile(p) for p in found) else None
-
-  def source_fingerprint(self, manual_dir: str | None) -> dict[str, Any] | None:
-    """`fingerprint.source_fingerprint` of this preparation (None if its files are missing)."""
-    paths = self.source_paths(manual_dir)
-    if paths is None:
-      return None
-    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    cfg = self.builder_config
-    # parse_workers changes how fast, never what is prepared.
-    opts = {
-      f.name: getattr(cfg, f.name)
-      for f in dataclasses.fields(cfg)
-      if f.name not in base and f.name != "parse_workers"
-    }
-    opts.update(builder=self.name, config=cfg.name, version=str(self.version))
-    return fingerprint.source_fingerprint(paths, opts)
 
   def _split_generators(self, dl_manager):
     spill = storage.Spill(os.path.join(self.data_dir, "_spill"))

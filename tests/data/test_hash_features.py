@@ -114,7 +114,7 @@ def test_every_method_trains_on_hashed_ids(tmp_path):
   c.embedding.dhe_k = 64
   c.embedding.dhe_hidden = (32,)
   c.embedding.learning_rate = 0.02
-  c.learning_rate = 0.01
+  c.optimizer.learning_rate = 0.01
   c.batch_size = 512
   c.eval_batch_size = 4096
   c.total_steps = 50

@@ -15,8 +15,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_bars_config_by_absolute_path_from_elsewhere_with_quiet_logs(tmp_path):
-  # jaxctr importable (as an installed package is) but the checkout root not on the path:
-  # before the fix `from experiments.bars import common` raised ModuleNotFoundError.
+  # jaxctr importable (as an installed package is) but the checkout root not on the path,
+  # and the working directory elsewhere: the config file is found by its absolute path.
   site = tmp_path / "site"
   site.mkdir()
   os.symlink(os.path.join(REPO, "jaxctr"), site / "jaxctr")
@@ -24,7 +24,7 @@ def test_bars_config_by_absolute_path_from_elsewhere_with_quiet_logs(tmp_path):
   elsewhere.mkdir()
   fixture = os.path.join(REPO, "tests", "data", "fixtures", "libfm")
   args = [
-    f"--config={REPO}/experiments/bars/movielens_fm.py:{fixture}",
+    f"--config={REPO}/experiments/bars.py:movielens,fm,{fixture}",
     f"--workdir={tmp_path / 'wd'}",
     f"--config.dataset.data_dir={tmp_path / 'tfds'}",
     "--config.batch_size=8",
