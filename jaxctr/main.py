@@ -48,7 +48,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  cli.quiet_library_logs()  # library INFO only from --verbosity=1 on
   from jaxctr import hostmem
 
   if FLAGS.config.host_memory == "reuse":  # before XLA's threads first allocate
@@ -64,6 +63,8 @@ def main(argv):
       process_id=FLAGS.process_id,
       heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
     )
+  # After jax.distributed: quieting TFDS imports it, which must not touch JAX before then.
+  cli.quiet_library_logs()  # library INFO only from --verbosity=1 on
   from jaxctr import train
 
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="jaxctr_")
