@@ -1,7 +1,8 @@
 """Command-line conveniences of `jaxctr.main`: configs from any folder, quiet library logs.
 
-* `add_config_import_paths`: an experiment file such as `experiments/bars/frappe_fm.py`
-  imports `experiments.bars.common`, which Python only finds when the folder above
+* `add_config_import_paths`: an experiment file such as
+  `experiments/behaviour/synthetic_din.py` imports `experiments.behaviour.common`, which
+  Python only finds when the folder above
   `experiments/` is on `sys.path` (it is the working directory when run from the checkout
   root, and nothing otherwise). The folder above every `experiments` ancestor of the
   `--config` file is appended to `sys.path` before the flag parser loads it.
