@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from jaxctr import configs
+from jaxctr import configs, train
 from jaxctr.data import behaviour
-
-train = pytest.importorskip("jaxctr.train")
 
 pytestmark = pytest.mark.slow
 
