@@ -34,7 +34,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from jaxctr import search, train  # noqa: E402
+from jaxctr import config_files, search, train  # noqa: E402
 from jaxctr.data import builders  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,21 +49,16 @@ NAIVE_INIT = (0.3, 0.6)  # OptInter head starts of the naive kind tried
 
 
 def _config(name: str, **overrides) -> ml_collections.ConfigDict:
-  path = os.path.join(ROOT, "experiments", "synthetic", f"{name}.py")
-  glob: dict = {}
-  with open(path) as fh:
-    exec(compile(fh.read(), path, "exec"), glob)  # the experiment file's get_config
-  c = ml_collections.ConfigDict(glob["get_config"]().to_dict())
-  c.dataset.builder_kwargs.config = FLAGS.dataset_config
-  c.dataset.data_dir = FLAGS.data_dir
-  c.progress_bar = False
-  for key, value in overrides.items():
-    target = c
-    *path_keys, last = key.split(".")
-    for p in path_keys:
-      target = target[p]
-    target[last] = value
-  return c
+  """``experiments/synthetic/<name>.py`` (declared keys only) on this run's data."""
+  return config_files.load(
+    os.path.join(ROOT, "experiments", "synthetic", f"{name}.py"),
+    {
+      "dataset.builder_kwargs": {"config": FLAGS.dataset_config},
+      "dataset.data_dir": FLAGS.data_dir,
+      "progress_bar": False,
+      **overrides,
+    },
+  )
 
 
 def _best(runs):
