@@ -9,6 +9,7 @@ import pytest
 
 from jaxctr import configs, train
 from jaxctr.data import behaviour
+from tests.common import override
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +34,7 @@ def _cfg(**kw):
   c.checkpoint.enabled = False
   c.progress_bar = False
   c.num_devices = 1
-  for k, v in kw.items():
-    target = c
-    *path, last = k.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = v
-  return c
+  return override(c, kw)
 
 
 @pytest.fixture(scope="module")

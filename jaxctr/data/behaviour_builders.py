@@ -82,16 +82,7 @@ class _BehaviourBuilder(
 ):
   """Writes in-memory splits from `_load` as columnar chunks plus `DatasetInfo`."""
 
-  def source_paths(self, manual_dir: str | None) -> list[str] | None:
-    """The raw files present (optional ones such as valid.csv may be absent)."""
-    files = self.builder_config.files
-    if not files:
-      return []
-    if not manual_dir:
-      return None
-    found = [os.path.join(manual_dir, f) for f in files]
-    found = [p for p in found if os.path.isfile(p)]
-    return found or None
+  SOURCE_FILES = "present"  # valid.csv is optional
 
   VERSION = tfds.core.Version("1.0.0")
 

@@ -98,6 +98,10 @@ class CtrConfig(tfds.core.BuilderConfig):
 class SourceFingerprint:
   """Builders whose preparation records its raw files' fingerprint (`fingerprint`)."""
 
+  # Which of ``builder_config.files`` a preparation reads: "all" (each must exist), "first"
+  # (alternative names of one file: the first present), "present" (optional files allowed).
+  SOURCE_FILES = "all"
+
   def source_paths(self, manual_dir: str | None) -> list[str] | None:
     """The raw files a preparation reads (none for synthetic data; None: not all found)."""
     files = self.builder_config.files
@@ -106,9 +110,12 @@ class SourceFingerprint:
     if not manual_dir:
       return None
     found = [os.path.join(manual_dir, f) for f in files]
-    if type(self).__name__ == "Avazu":  # alternative names of one file
-      found = [p for p in found if os.path.isfile(p)][:1]
-    return found if found and all(os.path.isfile(p) for p in found) else None
+    present = [p for p in found if os.path.isfile(p)]
+    if self.SOURCE_FILES == "first":
+      return present[:1] or None
+    if self.SOURCE_FILES == "present":
+      return present or None
+    return found if len(present) == len(found) else None
 
   def source_fingerprint(self, manual_dir: str | None) -> dict[str, Any] | None:
     """`fingerprint.source_fingerprint` of this preparation (None if its files are missing)."""
@@ -458,6 +465,7 @@ class Avazu(_CtrBuilder):
 
   NUM_CAT, NUM_NUM = len(parsers.avazu_feature_names()), 0
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Place Avazu `train.csv` (or `train`) in manual_dir."
+  SOURCE_FILES = "first"  # train.csv or train
   BUILDER_CONFIGS = [CtrConfig(name="default", min_count=2, files=("train.csv", "train"))]
 
   def _pass1(self, dl_manager, spill, cfg):

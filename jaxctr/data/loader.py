@@ -57,13 +57,17 @@ def prefetch(iterable: Iterable, size: int = 2, fn: Callable | None = None) -> I
     return False
 
   def work():
+    it = iter(iterable)
     try:
-      for x in iterable:
+      for x in it:
         if not put(fn(x) if fn else x):
           return
       put(_END)
     except BaseException as e:  # noqa: B036 - forwarded to the consumer, not swallowed
       put(_Raised(e))
+    finally:
+      if hasattr(it, "close"):  # a nested prefetch stops its own worker too
+        it.close()
 
   t = threading.Thread(target=work, daemon=True, name="jaxctr-prefetch")
   t.start()
@@ -77,6 +81,9 @@ def prefetch(iterable: Iterable, size: int = 2, fn: Callable | None = None) -> I
       yield item
   finally:
     stop.set()
+    # Wait for the item in progress (it may be placing arrays on devices): a worker still in
+    # XLA when the interpreter exits aborts the process.
+    t.join(timeout=60)
 
 
 def _take(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
