@@ -62,6 +62,10 @@ class CheckpointPolicy:
       self.guard.check()  # raises before a non-finite update could be saved (stop mode)
       meta["nonfinite_skipped"] = self.guard.skipped
     meta["layouts"] = self.tables.layouts_meta()
+    if jax.process_count() > 1:
+      # The two managers' async saves run cross-process barriers in background threads; two
+      # in flight at once can pair one process's barrier with the other's and deadlock.
+      self.wait()
     which.save(step, state.replace(emb=self.tables.save_tree(state.emb)), meta)
 
   def after_eval(self, step: int, state, stopper: EarlyStopping, is_best: bool) -> None:
