@@ -21,6 +21,7 @@ from jaxctr import exchange as exchange_lib
 from jaxctr import features as features_lib
 from jaxctr import models, parallel
 from jaxctr.embeddings import backends, planner
+from jaxctr.embeddings import numeric as numeric_lib
 from jaxctr.embeddings import offload as offload_lib
 from jaxctr.embeddings.collection import EmbeddingCollection
 
@@ -84,6 +85,23 @@ def plan_tables(config, features, tables, mesh, recipe) -> planner.Plan:
   )
 
 
+def _numeric_fit(config, features, dataset) -> dict[str, Any]:
+  """What the numeric encoders fit on: a training sample (bucketed encoders) and statistics.
+
+  Read here, where training data is at hand, so building the network never reads data.
+  """
+  if dataset is None:
+    return {}
+  kinds = features_lib.numeric_kinds(config.numeric, features)
+  bucketed = any(k in numeric_lib.BUCKETED for k in kinds)
+  return {
+    "numeric_sample": (
+      numeric_lib.training_sample(dataset, config.numeric.sample_size) if bucketed else None
+    ),
+    "numeric_stats": dataset.info.numeric_stats,
+  }
+
+
 def build(config, features, dataset, mesh, recipe) -> Built:
   """The tables (planned and placed) and the dense network of ``config``."""
   model_cls = models.get_model_class(config.model)
@@ -130,7 +148,7 @@ def build(config, features, dataset, mesh, recipe) -> Built:
     collection=collection,
     numeric=config.numeric,
     dim=dim,
-    dataset=dataset,
+    **_numeric_fit(config, features, dataset),
   )
   model = models.build(
     config.model,
