@@ -251,7 +251,6 @@ class OffloadManager:
     self._wb_thread.start()
     self._stats: dict[str, float] = {}
     self._steps = 0
-    self.wait_seconds = 0.0  # main thread waiting for a planned batch (exposed host time)
 
   # ------------------------------------------------------------------ state
   def empty_cache(self, name: str) -> dict[str, jax.Array]:
