@@ -34,9 +34,10 @@ from absl import app, flags, logging
 from flax import nnx
 
 from jaxctr import checkpoint as ckpt_lib
-from jaxctr import crosses as crosses_lib
 from jaxctr import train
+from jaxctr.data import preprocess, sequences
 from jaxctr.embeddings import quantization
+from jaxctr.embeddings.specs import SEQUENCE
 from jaxctr.serving import artifact as art
 
 CHUNK_ROWS = 1 << 16  # rows read and written at a time: export memory is O(chunk), not O(table)
@@ -176,6 +177,7 @@ def export(
   """Writes the artifact of (trainer, state) as ``output/<version>``; returns its path."""
   if dtype not in art.EXPORT_DTYPES:
     raise ValueError(f"--dtype: {dtype!r}; expected one of {art.EXPORT_DTYPES}")
+  _check_servable(trainer)
   trainer.tables.before_eval(state["emb"])  # offload: the host store becomes the current table
   coll = trainer.collection
   info = trainer.dataset.info
@@ -214,7 +216,7 @@ def export(
     )
   leaves = _leaf_values(state)
   np.savez(os.path.join(tmp, art.PARAMS_FILE), **{f"p{i:05d}": x for i, x in enumerate(leaves)})
-  vocab = trainer.dataset.encoder.vocabs
+  columns, vocab = _vocabularies(trainer.dataset)
   arrays = {}
   for i, v in enumerate(vocab):
     arrays[f"keys_{i}"], arrays[f"ids_{i}"] = np.asarray(v.keys), np.asarray(v.ids)
@@ -234,6 +236,7 @@ def export(
     "stacks": stacks,
     "dhe": [p.feature.name for p in coll.dhe],
     "crosses": _crosses_json(trainer),
+    "sequences": columns,
     "num_params": len(leaves),
     "dtype": dtype,
     "max_abs_error": bounds,
@@ -246,18 +249,53 @@ def export(
   return final
 
 
-def _crosses_json(trainer) -> dict | None:
-  """Wide & Deep's crossed pairs, hashed on the host at serving time as in training."""
-  wide = [c for c in trainer.crosses if c.key == crosses_lib.CROSS_KEY]
-  if len(wide) != len(trainer.crosses):
-    raise NotImplementedError("export: OptInter's memorized cross features are not served yet")
-  if not wide:
-    return None
-  return {
-    "pairs": [list(p) for p in trainer.hparams.cross_pairs],
-    "num_buckets": wide[0].num_buckets,
-    "seed": wide[0].seed,
-  }
+def _vocabularies(dataset) -> tuple[list[dict] | None, list]:
+  """(sequence columns as JSON or None, vocabularies in ``vocab.npz`` order).
+
+  Classic datasets: one integer-keyed vocabulary per categorical feature
+  (`PreparedDataset.encoder`). Behaviour datasets (sequence features): the token
+  vocabularies and sequence columns their builder saved (`sequences.save_vocabularies`).
+  """
+  info = dataset.info
+  if not any(f.kind == SEQUENCE for f in info.features):
+    return None, list(dataset.encoder.vocabs)
+  if "sequences" not in info.extra or not dataset.data_dir:
+    raise ValueError(
+      f"export: dataset {info.name!r} has sequence features but no saved sequence columns "
+      f"and token vocabularies (data_dir {dataset.data_dir!r}; an in-memory dataset, or one "
+      "prepared before behaviour builders saved them: prepare it again)"
+    )
+  columns = sequences.columns_from_json(info.extra["sequences"])
+  cats = [f.name for f in info.categorical]
+  path = os.path.join(dataset.data_dir, preprocess.VOCAB_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"export: {path} not found; prepare dataset {info.name!r} again")
+  vocabs = sequences.load_vocabularies(path, cats, columns)
+  names = sequences.vocabulary_tables(cats, columns)
+  return sequences.columns_to_json(columns), [vocabs[n] for n in names]
+
+
+def _crosses_json(trainer) -> list[dict]:
+  """Wide & Deep's and OptInter's crossed pairs, hashed on the host when serving as in training."""
+  cats = [f.name for f in trainer.dataset.info.categorical]
+  return [
+    {
+      "key": c.key,
+      "pairs": [[cats[a], cats[b]] for a, b, _ in c.cols],
+      "num_buckets": c.num_buckets,
+      "seed": c.seed,
+    }
+    for c in trainer.crosses
+  ]
+
+
+def _check_servable(trainer) -> None:
+  """Refuses models whose forward pass reads more than rows, DHE ids and numbers."""
+  if trainer.id_keys:
+    raise NotImplementedError(
+      f"export: model {trainer.config.model!r} reads the raw ids of {list(trainer.id_keys)} "
+      "in its forward pass (SIM's hard search, UBR4CTR), which the artifact does not carry yet"
+    )
 
 
 def _write_stack(trainer, state, s, directory: str, index: int, dtype: str):

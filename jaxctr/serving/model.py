@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from jaxctr.serving.artifact import Artifact
-from jaxctr.serving.encoding import InputBuilder, RawEncoder
+from jaxctr.serving.encoding import InputBuilder, make_encoder
 
 DEFAULT_BUCKETS = (1, 8, 32, 128, 512)
 
@@ -33,7 +33,7 @@ class ServableModel:
     t0 = time.perf_counter()
     self.artifact = Artifact(path)
     self.version = self.artifact.version
-    self.encoder = RawEncoder(self.artifact)
+    self.encoder = make_encoder(self.artifact)
     self.inputs = InputBuilder(self.artifact)
     self.buckets = tuple(sorted(set(int(b) for b in buckets)))
     self.params = [jax.device_put(x) for x in self.artifact.params]
@@ -53,7 +53,7 @@ class ServableModel:
   def warm(self) -> None:
     """Compiles and runs every bucket size once."""
     for b in self.buckets:
-      cat = np.zeros((b, len(self.encoder.cat_names)), np.int32)
+      cat = np.zeros((b, self.encoder.width), np.int32)
       num = np.zeros((b, len(self.encoder.num_names)), np.float32)
       self._run(cat, num)
 
@@ -62,7 +62,10 @@ class ServableModel:
     return np.asarray(self._call(self.params, rows, ids, dhe, num))
 
   def predict_encoded(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
-    """Probabilities [B] of encoded ids [B, F] and prepared numeric values [B, N]."""
+    """Probabilities [B] of encoded ids [B, F] and prepared numeric values [B, N].
+
+    For behaviour models ``cat`` is [B, F + sum(max_len)]: the histories' ids follow.
+    """
     n = len(cat)
     out = np.empty(n, np.float32)
     for lo in range(0, n, self.max_bucket):
