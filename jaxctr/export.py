@@ -116,12 +116,14 @@ def read_rows(trainer, state, stack: str, start: int, stop: int) -> dict[str, np
 
 
 def make_forward(trainer):
-  """The eval forward pass on host-gathered rows: (leaves, rows, ids, dhe, num) -> probs.
+  """The eval forward pass on host-gathered rows: (leaves, rows, ids, dhe, num, raw) -> probs.
 
   ``rows[stack]`` [B, C, D] fp32 are the rows of ``ids[stack]`` [B, C] (the stack's id
   columns with table offsets; padding = the stack's row count, which reads a zero row).
   Each row is its own "unique id", so `EmbeddingCollection.assemble` and the network run
-  exactly as in `Trainer._eval_step_impl`.
+  exactly as in `Trainer._eval_step_impl`. ``raw`` holds the batch columns of
+  ``trainer.id_keys`` (``cat`` [B, F], histories [B, L] with -1 padding): the search keys of
+  models that read raw ids (SIM's hard search, UBR4CTR); empty for the others.
   """
   coll = trainer.collection
   every = frozenset(s.name for s in coll.stacks)
@@ -129,7 +131,7 @@ def make_forward(trainer):
   treedef = jax.tree.structure((trainer._params, trainer._rest))
   keyed = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in _leaves(trainer)]
 
-  def forward(leaves, rows, ids, dhe, num):
+  def forward(leaves, rows, ids, dhe, num, raw):
     leaves = [jax.random.wrap_key_data(x) if k else x for x, k in zip(leaves, keyed, strict=True)]
     params, rest = jax.tree.unflatten(treedef, leaves)
     prepared = {}
@@ -145,7 +147,7 @@ def make_forward(trainer):
       prepared[art.DHE_IDS] = dhe
     feats = coll.assemble(flat_rows, prepared, every)
     net = nnx.merge(graphdef, params, rest, copy=True)
-    return jax.nn.sigmoid(net(feats, {"num": num}, train=False))
+    return jax.nn.sigmoid(net(feats, {"num": num, **raw}, train=False))
 
   return forward
 
@@ -177,7 +179,6 @@ def export(
   """Writes the artifact of (trainer, state) as ``output/<version>``; returns its path."""
   if dtype not in art.EXPORT_DTYPES:
     raise ValueError(f"--dtype: {dtype!r}; expected one of {art.EXPORT_DTYPES}")
-  _check_servable(trainer)
   trainer.tables.before_eval(state["emb"])  # offload: the host store becomes the current table
   coll = trainer.collection
   info = trainer.dataset.info
@@ -237,6 +238,7 @@ def export(
     "dhe": [p.feature.name for p in coll.dhe],
     "crosses": _crosses_json(trainer),
     "sequences": columns,
+    "raw_ids": _raw_ids(trainer),
     "num_params": len(leaves),
     "dtype": dtype,
     "max_abs_error": bounds,
@@ -289,13 +291,11 @@ def _crosses_json(trainer) -> list[dict]:
   ]
 
 
-def _check_servable(trainer) -> None:
-  """Refuses models whose forward pass reads more than rows, DHE ids and numbers."""
-  if trainer.id_keys:
-    raise NotImplementedError(
-      f"export: model {trainer.config.model!r} reads the raw ids of {list(trainer.id_keys)} "
-      "in its forward pass (SIM's hard search, UBR4CTR), which the artifact does not carry yet"
-    )
+def _raw_ids(trainer) -> dict[str, int]:
+  """{batch column: width} of the raw ids the model reads (see `make_forward`)."""
+  info = trainer.dataset.info
+  width = {"cat": len(info.categorical), **{f.name: f.width for f in info.features}}
+  return {k: width[k] for k in trainer.id_keys}
 
 
 def _write_stack(trainer, state, s, directory: str, index: int, dtype: str):
@@ -339,9 +339,10 @@ def _export_forward(trainer, stacks, leaves, platforms):
   ids = {s.name: jax.ShapeDtypeStruct((b, width[s.name]), jnp.int32) for s in coll.stacks}
   dhe = {p.feature.name: jax.ShapeDtypeStruct((b,), jnp.int32) for p in coll.dhe}
   num = jax.ShapeDtypeStruct((b, len(trainer.dataset.info.numeric)), jnp.float32)
+  raw = {k: jax.ShapeDtypeStruct((b, w), jnp.int32) for k, w in _raw_ids(trainer).items()}
   params = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
   fn = jax.jit(make_forward(trainer))
-  return jax.export.export(fn, platforms=platforms)(params, rows, ids, dhe, num)
+  return jax.export.export(fn, platforms=platforms)(params, rows, ids, dhe, num, raw)
 
 
 # ---------------------------------------------------------------------- CLI

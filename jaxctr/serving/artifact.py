@@ -6,7 +6,9 @@
   parameters), stacks (physical row layout of the table files), the dataset's info (raw
   format, numeric statistics and preprocessing), the export dtype and its error bound.
 * ``forward.jaxexport``: the serialized `jax.export` of the dense forward pass, symbolic in
-  the batch size: ``f(params, rows, ids, dhe_ids, num) -> probabilities [B]``.
+  the batch size: ``f(params, rows, ids, dhe_ids, num, raw) -> probabilities [B]``
+  (``raw``: the columns of the schema's ``raw_ids``, the raw ids some behaviour models
+  search with; artifacts written before ``raw_ids`` existed take no ``raw``).
 * ``params.npz``: its parameters ``p00000 ...`` (dense weights, DHE seeds, numeric
   bucket boundaries, batch-norm statistics), passed as arguments, not baked in.
 * ``tables/<i>.table.npy`` (+ ``<i>.scale.npy`` for int8): the rows of stack i, opened

@@ -15,7 +15,8 @@ Two steps, both numpy on the host:
    ids (see `TokenEncoder`).
 2. `InputBuilder`: encoded ids -> per stack the id columns (with the embedding methods' id
    transforms of `jaxctr.embeddings.encoders`) and their rows gathered from the tables,
-   plus the raw ids of DHE features: the arguments of the exported forward pass.
+   plus the raw ids of DHE features (and of the search keys of models that read raw ids):
+   the arguments of the exported forward pass.
 
 Bad values raise `RequestError` naming the feature and the instance.
 """
@@ -386,7 +387,7 @@ def check_names(given, expected: Sequence[str], where: str = "") -> None:
 
 
 class InputBuilder:
-  """Encoded ids and values -> the exported forward pass's (rows, ids, dhe, num)."""
+  """Encoded ids and values -> the exported forward pass's (rows, ids, dhe, num, raw)."""
 
   def __init__(self, artifact: Artifact):
     self.artifact = artifact
@@ -447,4 +448,7 @@ class InputBuilder:
       flat = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
       ids_out[s.name] = flat.astype(np.int32)
       rows[s.name] = s.gather(flat)
-    return rows, ids_out, dhe, np.asarray(num, np.float32)
+    raw = {}  # the raw id columns of models that search with them (schema "raw_ids")
+    for k in self.artifact.schema.get("raw_ids") or {}:
+      raw[k] = np.asarray(cat_only if k == "cat" else cat[:, self.seq_slices[k]], np.int32)
+    return rows, ids_out, dhe, np.asarray(num, np.float32), raw

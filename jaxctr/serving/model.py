@@ -37,7 +37,11 @@ class ServableModel:
     self.inputs = InputBuilder(self.artifact)
     self.buckets = tuple(sorted(set(int(b) for b in buckets)))
     self.params = [jax.device_put(x) for x in self.artifact.params]
-    self._call = jax.jit(self.artifact.exported.call)
+    call = self.artifact.exported.call
+    if "raw_ids" not in self.artifact.schema:  # written before the forward pass took raw ids
+      old = call
+      call = lambda params, rows, ids, dhe, num, raw: old(params, rows, ids, dhe, num)
+    self._call = jax.jit(call)
     if warm:
       self.warm()
     logging.info("loaded %s (buckets %s) in %.1fs", path, self.buckets, time.perf_counter() - t0)
@@ -58,8 +62,8 @@ class ServableModel:
       self._run(cat, num)
 
   def _run(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
-    rows, ids, dhe, num = self.inputs(cat, num)
-    return np.asarray(self._call(self.params, rows, ids, dhe, num))
+    rows, ids, dhe, num, raw = self.inputs(cat, num)
+    return np.asarray(self._call(self.params, rows, ids, dhe, num, raw))
 
   def predict_encoded(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
     """Probabilities [B] of encoded ids [B, F] and prepared numeric values [B, N].

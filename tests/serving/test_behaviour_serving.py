@@ -155,3 +155,26 @@ def test_http_predict_of_raw_histories(served):
     bad = {"instances": [{**rows[0], "item_history": 7}]}
     r = client.post("/v1/models/din:predict", json=bad)
     assert r.status_code == 400 and "item_history" in r.json()["error"], r.text
+
+
+def test_sim_hard_search_reads_raw_ids(served, tmp_path):
+  """SIM's hard search keys on the raw category ids: they travel with the served rows."""
+  ds, _, _, rows = served
+  cfg = common.config(
+    "sim",
+    **{
+      "dataset.name": "bars_behaviour",
+      "model_config.search": "hard",
+      "model_config.top_k": 3,
+      "model_config.short_len": 2,
+      "model_config.heads": 1,
+    },
+  )
+  trainer, state = common.checkpointed_run(cfg, ds, str(tmp_path / "run"))
+  assert trainer.id_keys  # the model reads raw ids in its forward pass
+  ref, _ = common.offline(trainer, state)
+  path = export.export(trainer, state, str(tmp_path / "models"))
+  schema = json.load(open(os.path.join(path, art.SCHEMA_FILE)))
+  assert schema["raw_ids"] == {k: (3 if k == "cat" else MAX_LEN) for k in trainer.id_keys}
+  got = ServableModel(path, buckets=BUCKETS).predict_instances(rows)
+  assert np.abs(got - ref).max() <= 1e-6 and ref.std() > 1e-4
