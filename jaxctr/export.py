@@ -179,6 +179,7 @@ def export(
   """Writes the artifact of (trainer, state) as ``output/<version>``; returns its path."""
   if dtype not in art.EXPORT_DTYPES:
     raise ValueError(f"--dtype: {dtype!r}; expected one of {art.EXPORT_DTYPES}")
+  columns, vocab = _vocabularies(trainer.dataset)  # before writing anything: may refuse
   trainer.tables.before_eval(state["emb"])  # offload: the host store becomes the current table
   coll = trainer.collection
   info = trainer.dataset.info
@@ -217,7 +218,6 @@ def export(
     )
   leaves = _leaf_values(state)
   np.savez(os.path.join(tmp, art.PARAMS_FILE), **{f"p{i:05d}": x for i, x in enumerate(leaves)})
-  columns, vocab = _vocabularies(trainer.dataset)
   arrays = {}
   for i, v in enumerate(vocab):
     arrays[f"keys_{i}"], arrays[f"ids_{i}"] = np.asarray(v.keys), np.asarray(v.ids)
@@ -264,14 +264,17 @@ def _vocabularies(dataset) -> tuple[list[dict] | None, list]:
   if "sequences" not in info.extra or not dataset.data_dir:
     raise ValueError(
       f"export: dataset {info.name!r} has sequence features but no saved sequence columns "
-      f"and token vocabularies (data_dir {dataset.data_dir!r}; an in-memory dataset, or one "
-      "prepared before behaviour builders saved them: prepare it again)"
+      f"and token vocabularies (data_dir {dataset.data_dir!r}: an in-memory dataset, or one "
+      "prepared before the behaviour builders saved them; delete that folder to prepare "
+      "it again)"
     )
   columns = sequences.columns_from_json(info.extra["sequences"])
   cats = [f.name for f in info.categorical]
   path = os.path.join(dataset.data_dir, preprocess.VOCAB_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"export: {path} not found; prepare dataset {info.name!r} again")
+    raise FileNotFoundError(
+      f"export: {path} not found; delete {dataset.data_dir} to prepare {info.name!r} again"
+    )
   vocabs = sequences.load_vocabularies(path, cats, columns)
   names = sequences.vocabulary_tables(cats, columns)
   return sequences.columns_to_json(columns), [vocabs[n] for n in names]

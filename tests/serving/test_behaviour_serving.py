@@ -178,3 +178,12 @@ def test_sim_hard_search_reads_raw_ids(served, tmp_path):
   assert schema["raw_ids"] == {k: (3 if k == "cat" else MAX_LEN) for k in trainer.id_keys}
   got = ServableModel(path, buckets=BUCKETS).predict_instances(rows)
   assert np.abs(got - ref).max() <= 1e-6 and ref.std() > 1e-4
+
+
+def test_export_refuses_histories_without_vocabularies(tmp_path):
+  """An in-memory behaviour dataset has no token vocabularies: export says so, writes nothing."""
+  ds = behaviour.in_memory(behaviour.BehaviourConfig(num_users=5, num_items=9), sizes=(8, 8, 8))
+  trainer = train.Trainer(common.config("din", **{"dataset.name": "synthetic_behaviour"}), ds)
+  with pytest.raises(ValueError, match="no saved sequence columns.*in-memory"):
+    export.export(trainer, trainer.init_state(), str(tmp_path / "models"))
+  assert not (tmp_path / "models").exists()
