@@ -194,8 +194,10 @@ class TokenVocabulary:
 
 
 def vocabulary_tables(categorical: Sequence[str], columns: Sequence[SequenceColumn]) -> list[str]:
-  """Tables with a vocabulary, in saved order: the categorical fields, then every sequence
-  column with its own table (not ``share_embedding``)."""
+  """Tables with a vocabulary in saved order: categorical fields, then own-table histories.
+
+  A history with ``share_embedding`` reads its target field's vocabulary and has none.
+  """
   return [*categorical, *(c.name for c in columns if not c.share_embedding)]
 
 
