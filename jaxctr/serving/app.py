@@ -137,6 +137,8 @@ def make_app(
       inputs[f] = {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
     for f in m.encoder.num_names:
       inputs[f] = {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
+    for f in m.encoder.seq_names:  # a separator-joined string or a list of raw tokens
+      inputs[f] = {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
     return _json(
       {
         "model_spec": {"name": name, "signature_name": "", "version": str(m.version)},
@@ -161,6 +163,7 @@ def make_app(
             "source_format": m.encoder.source_format,
             "categorical": m.encoder.cat_names,
             "numeric": m.encoder.num_names,
+            "sequences": schema.get("sequences") or [],
             "table_dtype": schema["dtype"],
             "max_abs_error": schema["max_abs_error"],
             "buckets": list(m.buckets),
