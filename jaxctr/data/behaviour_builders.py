@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -80,7 +81,10 @@ def _with_len(max_len: int) -> tuple[sequences.SequenceColumn, ...]:
 
 
 class _BehaviourBuilder(
-  builders.SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_registration=True
+  builders.SourceFingerprint,
+  builders.OrderedArrayRecord,
+  tfds.core.ShardBasedBuilder,
+  skip_registration=True,
 ):
   """Writes in-memory splits from `_load` as columnar chunks plus `DatasetInfo`."""
 
@@ -107,10 +111,6 @@ class _BehaviourBuilder(
       builder=self, features=tfds.features.FeaturesDict(cols), disable_shuffling=True
     )
 
-  def download_and_prepare(self, *args, **kwargs):
-    with builders._uncompressed_array_record():
-      return super().download_and_prepare(*args, **kwargs)
-
   def _manual_file(self, dl_manager, name: str, required: bool = True) -> str | None:
     try:
       root = os.fspath(dl_manager.manual_dir)
@@ -123,7 +123,7 @@ class _BehaviourBuilder(
       raise DataError(f"{self.name}: {name} not found in manual_dir {root}")
     return None
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     splits, features, oracle, extra, vocabs = self._load(dl_manager)
     c = self.builder_config
     info = preprocess.DatasetInfo(
@@ -148,7 +148,11 @@ class _BehaviourBuilder(
     )
     info.save(self.data_dir)
     logging.info("%s: %s rows", self.name, info.num_examples)
-    return {s: self._generate_examples(splits[s]) for s in SPLITS if info.num_examples[s]}
+    return {
+      s: [functools.partial(self._generate_examples, splits[s])]
+      for s in SPLITS
+      if info.num_examples[s]
+    }
 
   def _generate_examples(self, arrays):
     n, step = len(arrays["label"]), self.builder_config.chunk_rows
