@@ -118,7 +118,12 @@ def _free_disk_bytes(directory: str) -> int:
 
 
 def check_host_stores(
-  plan, offload_cfg, devices, host_bytes: int | None = None, disk_bytes: int | None = None
+  plan,
+  offload_cfg,
+  devices,
+  host_bytes: int | None = None,
+  disk_bytes: int | None = None,
+  checkpoints: bool = True,
 ) -> None:
   """Raises `ResourceError` if the offloaded tables' host stores cannot fit.
 
@@ -130,6 +135,8 @@ def check_host_stores(
       memory with the stores.
     host_bytes: Available host memory (default: `available_host_bytes()`).
     disk_bytes: Free bytes under `offload_cfg.disk_dir` (default: measured).
+    checkpoints: The run saves checkpoints: a save copies each store on disk beside it
+      first (`HostStore.snapshot`), so `disk_dir` needs room for two.
   """
   stores = [c for c in plan.costs if plan.strategies.get(c.name) == planner.OFFLOAD]
   need = sum(c.bytes for c in stores)
@@ -144,10 +151,12 @@ def check_host_stores(
   disk_dir = os.path.expanduser(offload_cfg.disk_dir)
   if disk_dir:
     have = _free_disk_bytes(disk_dir) if disk_bytes is None else disk_bytes
-    if need > have:
+    copies = 2 if checkpoints else 1
+    if copies * need > have:
+      twice = f" ({copies * need / GiB:.2f} GiB with a checkpoint's copy)" if checkpoints else ""
       raise ResourceError(
-        f"{what} in config.offload.disk_dir={disk_dir} but {have / GiB:.2f} GiB is free "
-        "there. Point offload.disk_dir at a larger disk, or use fewer rows "
+        f"{what}{twice} in config.offload.disk_dir={disk_dir} but {have / GiB:.2f} GiB is "
+        "free there. Point offload.disk_dir at a larger disk, or use fewer rows "
         "(embedding.method=hashing/qr, dataset min_count) or a slot-free optimizer "
         "(embedding.optimizer=sgd)"
       )

@@ -151,7 +151,9 @@ def build(config, features, dataset, mesh, recipe) -> Built:
     tables.append(cross.table(features_lib.optimizer_spec(config.embedding, cross.key, features)))
   plan = plan_tables(config, emb_features, tables, mesh, recipe)
   # Before the host stores of offloaded tables are allocated and initialised (below).
-  bounds.check_host_stores(plan, config.offload, mesh.devices.flat)
+  bounds.check_host_stores(
+    plan, config.offload, mesh.devices.flat, checkpoints=config.checkpoint.enabled
+  )
   collection = EmbeddingCollection(
     emb_features,
     tables,

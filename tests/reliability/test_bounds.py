@@ -74,7 +74,8 @@ def test_offloaded_host_store_beyond_disk_refused_with_the_directory(tmp_path):
   c = _offload_config(tmp_path, 1 << 34, **{"offload.disk_dir": str(disk_dir)})
   with pytest.raises(
     bounds.ResourceError,
-    match=rf"need \d+\.\d+ GiB in config\.offload\.disk_dir={disk_dir} but \d+\.\d+ GiB is free",
+    match=rf"need \d+\.\d+ GiB \(\d+\.\d+ GiB with a checkpoint's copy\) in "
+    rf"config\.offload\.disk_dir={disk_dir} but \d+\.\d+ GiB is free",
   ):
     train.train_and_evaluate(c, str(tmp_path / "wd"))
   assert not disk_dir.exists()  # refused before any store file was created
@@ -98,9 +99,15 @@ def test_host_store_check_counts_stores_caches_and_disk():
     bounds.check_host_stores(plan, ram, [_Device(GiB)], host_bytes=store - 1)
   on_disk = configs.base_config().offload
   on_disk.disk_dir = "/somewhere"
-  bounds.check_host_stores(plan, on_disk, cpu, host_bytes=0, disk_bytes=store)  # RAM not used
+  # On disk (RAM not used), with room for a checkpoint's copy of the stores beside them.
+  bounds.check_host_stores(plan, on_disk, cpu, host_bytes=0, disk_bytes=2 * store)
+  with pytest.raises(
+    bounds.ResourceError, match=r"\(0\.38 GiB with a checkpoint's copy\).*but 0\.37 GiB is free"
+  ):
+    bounds.check_host_stores(plan, on_disk, cpu, disk_bytes=2 * store - 1)
+  bounds.check_host_stores(plan, on_disk, cpu, disk_bytes=store, checkpoints=False)
   with pytest.raises(bounds.ResourceError, match=r"disk_dir=/somewhere but 0\.18 GiB is free"):
-    bounds.check_host_stores(plan, on_disk, cpu, disk_bytes=store - (10 << 20))
+    bounds.check_host_stores(plan, on_disk, cpu, disk_bytes=store - (10 << 20), checkpoints=False)
   # No offloaded table: nothing to check.
   bounds.check_host_stores(planner.plan(costs, 1), ram, cpu, host_bytes=0)
 
