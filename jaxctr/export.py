@@ -246,7 +246,7 @@ def export(
   }
   data_dir = trainer.dataset.data_dir
   source = fingerprint.load(data_dir) if data_dir else None
-  schema["encoder"] = art.encoder_record(tmp, schema["dataset"], source)
+  schema["encoder"] = art.encoder_record(tmp, schema, source)
   with open(os.path.join(tmp, art.SCHEMA_FILE), "w") as fh:
     json.dump(schema, fh, indent=1)
   os.rename(tmp, final)

@@ -21,9 +21,10 @@
 Every array file is loaded with ``allow_pickle=False``.
 
 The schema's ``encoder`` entry records what encodes raw requests as exported: a SHA-256 of
-each encoder file (``ENCODER_FILES``) and of the schema's dataset section (numeric
-statistics, preprocessing), and the fingerprint of the raw files the prepared data (and so
-the vocabularies) came from. Loading checks the files against it: a vocabulary edited or
+each encoder file (``ENCODER_FILES``) and of the schema's sections that encode raw values
+(``ENCODER_SECTIONS``: numeric statistics and preprocessing, history columns, hashed
+crosses), and the fingerprint of the raw files the prepared data (and so the
+vocabularies) came from. Loading checks the files against it: a vocabulary edited or
 replaced after export would map keys to rows the tables were not trained for, silently.
 """
 
@@ -55,6 +56,7 @@ ERROR_BOUND = {"float32": 0.0, "float16": 2.0**-11, "int8": 0.5 / 127}
 
 
 ENCODER_FILES = (VOCAB_FILE,)  # files of the version that encode raw values (hashed)
+ENCODER_SECTIONS = ("dataset", "sequences", "crosses")  # schema.json's parts that do
 
 
 class ArtifactError(ValueError):
@@ -69,22 +71,24 @@ def _sha256_file(path: str) -> str:
   return h.hexdigest()
 
 
-def _sha256_json(x) -> str:
-  return hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()
+def _sections_sha256(schema: dict) -> str:
+  # Through JSON and back: hashed as schema.json will read (tuples, int keys).
+  sections = json.loads(json.dumps({k: schema.get(k) for k in ENCODER_SECTIONS}))
+  return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()
 
 
-def encoder_record(path: str, dataset: dict, source: dict | None) -> dict:
+def encoder_record(path: str, schema: dict, source: dict | None) -> dict:
   """The schema's ``encoder`` entry of the version being written at ``path``.
 
   Args:
     path: The version's directory, its encoder files already written.
-    dataset: The schema's dataset section.
+    schema: The version's schema, every `ENCODER_SECTIONS` entry set.
     source: The fingerprint of the prepared data's raw files
       (`jaxctr.data.fingerprint`), None where the data has none (in memory).
   """
   return {
     "files": {f: _sha256_file(os.path.join(path, f)) for f in ENCODER_FILES},
-    "dataset_sha256": _sha256_json(json.loads(json.dumps(dataset))),  # as schema.json reads
+    "sections_sha256": _sections_sha256(schema),
     "source": source,
   }
 
@@ -101,10 +105,10 @@ def check_encoder(path: str, schema: dict) -> None:
       problems.append(f"{f} is missing")
     elif (got := _sha256_file(f)) != want:
       problems.append(f"{f} changed after export (sha256 {got[:12]}, recorded {want[:12]})")
-  if _sha256_json(schema["dataset"]) != record["dataset_sha256"]:
+  if _sections_sha256(schema) != record["sections_sha256"]:
     problems.append(
-      f"{os.path.join(path, SCHEMA_FILE)}: the dataset section (numeric statistics, "
-      "preprocessing) changed after export"
+      f"{os.path.join(path, SCHEMA_FILE)}: its {', '.join(ENCODER_SECTIONS)} sections (numeric "
+      "statistics, preprocessing, history columns, crosses) changed after export"
     )
   if problems:
     raise ArtifactError(

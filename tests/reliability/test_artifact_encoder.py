@@ -69,7 +69,7 @@ def test_numeric_statistics_edited_after_export_are_refused(exported, tmp_path):
   stats[0] = {**stats[0], "mean": 1e6}  # as a hand-edited normalisation would
   with open(schema_path, "w") as fh:
     json.dump(schema, fh)
-  with pytest.raises(art.ArtifactError, match=r"schema\.json: the dataset section"):
+  with pytest.raises(art.ArtifactError, match=r"schema\.json: its dataset, sequences, crosses"):
     art.Artifact(p)
 
 
@@ -82,3 +82,21 @@ def test_artifact_without_a_record_still_loads(exported, tmp_path):
   with open(schema_path, "w") as fh:
     json.dump(schema, fh)
   assert art.Artifact(p).version == 1
+
+
+def test_history_columns_and_crosses_are_part_of_the_record(tmp_path):
+  # A behaviour artifact's history columns (separator, max_len, ...) and the hashed crosses
+  # encode raw values as much as the vocabularies do.
+  np.savez(tmp_path / art.VOCAB_FILE, keys_0=np.arange(3), ids_0=np.arange(1, 4))
+  schema = {
+    "dataset": {"features": [], "numeric_stats": []},
+    "sequences": [{"name": "item_history", "separator": "^", "max_len": 50}],
+    "crosses": [{"key": "x", "pairs": [["C1", "C2"]], "num_buckets": 64, "seed": 0}],
+  }
+  schema["encoder"] = art.encoder_record(str(tmp_path), schema, None)
+  art.check_encoder(str(tmp_path), json.loads(json.dumps(schema)))  # as read back: unchanged
+  for section, edit in (("sequences", {"max_len": 20}), ("crosses", {"num_buckets": 32})):
+    changed = json.loads(json.dumps(schema))
+    changed[section][0].update(edit)
+    with pytest.raises(art.ArtifactError, match=r"sections .* changed after export"):
+      art.check_encoder(str(tmp_path), changed)
