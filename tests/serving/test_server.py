@@ -115,6 +115,33 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(served):
     assert r.status_code == 200 and len(r.json()["predictions"]) == 3
 
 
+def test_standard_library_json_answers_as_orjson_does(served, monkeypatch):
+  """Without orjson (it is optional) the same bodies get the same answers."""
+  from jaxctr.serving import app as app_module
+
+  _, _, model_dir, rows, _ = served
+  bodies = [
+    json.dumps({"instances": rows[:7]}),
+    json.dumps({"inputs": {k: [r[k] for r in rows[:3]] for k in rows[0]}}),
+    '{"instances": [' + json.dumps(rows[0])[:-1] + ', "I1": NaN}]}',
+    b"{not json",
+  ]
+  answers = {}
+  for codec in ("orjson", "json"):
+    if codec == "json":
+      monkeypatch.setattr(app_module, "orjson", None)
+    else:
+      assert app_module.orjson is not None  # the test extra installs it
+    client, _ = _client(model_dir)
+    with client:
+      answers[codec] = []
+      for body in bodies:
+        r = client.post("/v1/models/ctr:predict", content=body)
+        answers[codec].append((r.status_code, r.json()))
+  assert [a[0] for a in answers["json"]] == [200, 200, 400, 400]
+  assert answers["json"] == answers["orjson"]
+
+
 def test_new_version_is_swapped_in_without_failing_a_request(served):
   trainer, state, model_dir, rows, _ = served
 
