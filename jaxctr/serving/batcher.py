@@ -115,18 +115,19 @@ class DynamicBatcher:
       await self._run(loop, items)
 
   async def _run(self, loop, items) -> None:
-    a = np.concatenate([it[0] for it in items]) if len(items) > 1 else items[0][0]
-    b = np.concatenate([it[1] for it in items]) if len(items) > 1 else items[0][1]
+    n = sum(len(it[0]) for it in items)
     try:
+      a = np.concatenate([it[0] for it in items]) if len(items) > 1 else items[0][0]
+      b = np.concatenate([it[1] for it in items]) if len(items) > 1 else items[0][1]
       out = await loop.run_in_executor(self.executor, self.predict, a, b)
     except Exception as e:  # answer every waiting request; the loop keeps running
-      logging.exception("batch of %d rows failed", len(a))
+      logging.exception("batch of %d rows failed", n)
       for it in items:
         if not it[2].done():
           it[2].set_exception(e)
       return
     self.batches += 1
-    self.rows += len(a)
+    self.rows += n
     lo = 0
     for x, _, fut, _ in items:
       if not fut.done():  # a client that went away cancelled its future
