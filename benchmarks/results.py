@@ -68,6 +68,7 @@ def record(name: str, args: list[str]) -> dict:
   if not os.path.isfile(script):
     raise SystemExit(f"results: no benchmark {script}")
   cmd = [sys.executable, script, *args]
+  load_before = os.getloadavg()[0]
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
   lines = [line for line in proc.stdout.splitlines() if line.strip()]
   if proc.returncode or not lines:
@@ -79,6 +80,8 @@ def record(name: str, args: list[str]) -> dict:
     "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     "machine": machine(),
+    # Other jobs on the machine slow timings (not AUCs): the 1-minute load average around the run.
+    "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     "result": json.loads(lines[-1]),
   }
   os.makedirs(RESULTS, exist_ok=True)
@@ -228,6 +231,8 @@ def block(entry: dict, plots_dir: str | None = PLOTS) -> str:
   where = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
   if m.get("backend"):
     where += f", JAX {m.get('jax')} on {m['backend']}"
+  if entry.get("load_avg_1m"):
+    where += f", load average {entry['load_avg_1m'][0]}-{entry['load_avg_1m'][1]} (start-end)"
   dirty = " (uncommitted changes)" if entry.get("dirty") else ""
   lines = [
     body,

@@ -5,12 +5,14 @@ dicts). It is saved as a flat dict of arrays keyed ``a00000, a00001, ...`` in
 tree order, with the readable tree paths stored in JSON metadata. On restore
 the paths are checked against the freshly built state, so a checkpoint from a
 different model or config fails with a message naming the first mismatch
-instead of loading garbage.
+instead of loading garbage. Checkpoints of the earlier dict training state
+(paths ``['emb'][...]``) restore into the typed state (``.emb[...]``) by path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import jax
@@ -27,6 +29,34 @@ def _flatten(tree) -> tuple[dict[str, Any], list[str], Any]:
 
 class CheckpointError(RuntimeError):
   """A checkpoint cannot be restored into the current training state."""
+
+
+# The training state was a dict before it became `state.TrainState`: its leaves were
+# ``['emb'][...]`` where they are now ``.emb[...]`` (and in another order).
+_LEGACY_FIELD = re.compile(r"^\['(step|params|rest|opt_state|emb|lr_factor)'\]")
+
+
+def _canonical(path: str) -> str:
+  return _LEGACY_FIELD.sub(r".\1", path)
+
+
+def _saved_index(saved: list[str], paths: list[str], where: str) -> list[int]:
+  """For each template path, the index of the saved array holding it."""
+  if saved == paths:
+    return list(range(len(paths)))
+  by_path = {_canonical(p): i for i, p in enumerate(saved)}
+  missing = [p for p in paths if p not in by_path]
+  extra = sorted(set(by_path) - set(paths))
+  if missing or extra or len(by_path) != len(saved):
+    diff = (
+      f"{missing[0]!r} is not in it"
+      if missing
+      else f"it holds {extra[0]!r}, which the current state has not"
+      if extra
+      else "it repeats a path"
+    )
+    raise CheckpointError(f"checkpoint {where} does not match the current model/config: {diff}")
+  return [by_path[p] for p in paths]
 
 
 class Checkpointer:
@@ -73,23 +103,15 @@ class Checkpointer:
       raise CheckpointError(f"no checkpoint in {self.directory}")
     arrays, paths, treedef = _flatten(state_template)
     meta = self.read_meta(step)
-    saved = meta.get("tree_paths", [])
-    if saved != paths:
-      diff = next(
-        (f"{a!r} != {b!r}" for a, b in zip(saved, paths) if a != b),
-        f"{len(saved)} leaves saved, {len(paths)} expected",
-      )
-      raise CheckpointError(
-        f"checkpoint {self.directory}/{step} does not match the current model/config: {diff}"
-      )
+    index = _saved_index(meta.get("tree_paths", []), paths, f"{self.directory}/{step}")
     abstract = {
-      k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=getattr(v, "sharding", None))
-      for k, v in arrays.items()
+      f"a{i:05d}": jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=getattr(v, "sharding", None))
+      for i, v in zip(index, arrays.values(), strict=True)
     }
     restored = self._mgr.restore(
       step, args=self._args.Composite(state=self._args.StandardRestore(abstract))
     )["state"]
-    leaves = [restored[k] for k in sorted(restored)]
+    leaves = [restored[f"a{i:05d}"] for i in index]
     logging.info("Restored checkpoint %s/%d", self.directory, step)
     return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
@@ -114,7 +136,7 @@ class Checkpointer:
       "state"
     ]
     paths = meta.get("tree_paths", [])
-    return {p: np.asarray(arrays[f"a{i:05d}"]) for i, p in enumerate(paths)}
+    return {_canonical(p): np.asarray(arrays[f"a{i:05d}"]) for i, p in enumerate(paths)}
 
   def wait(self) -> None:
     self._mgr.wait_until_finished()

@@ -116,3 +116,26 @@ def exit_on_peer_failure(multiprocess: bool, workdir: str):
     # Skips jax.distributed's shutdown barrier, which would wait for the lost process and
     # then abort with a C++ stack trace.
     os._exit(3)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+  """Errors about the user's input, config or machine, whose message says what to change.
+
+  `jaxctr.main` prints them as one line (exit code 2) instead of a traceback, unless
+  ``--verbosity=1``. Imported here, after `jax.distributed` is up (some pull in TFDS).
+  """
+  from jaxctr import bounds, checkpoint, configs, disk, guards
+  from jaxctr.data import storage
+  from jaxctr.embeddings import cache_policy, planner, specs
+
+  return (
+    configs.ConfigKeyError,
+    specs.SpecError,
+    planner.PlanError,
+    storage.DataError,
+    bounds.ResourceError,
+    disk.DiskSpaceError,
+    cache_policy.CacheTooSmallError,
+    checkpoint.CheckpointError,
+    guards.NonFiniteError,
+  )

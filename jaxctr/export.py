@@ -34,9 +34,10 @@ from absl import app, flags, logging
 from flax import nnx
 
 from jaxctr import checkpoint as ckpt_lib
-from jaxctr import crosses as crosses_lib
 from jaxctr import train
+from jaxctr.data import preprocess, sequences
 from jaxctr.embeddings import quantization
+from jaxctr.embeddings.specs import SEQUENCE
 from jaxctr.serving import artifact as art
 
 CHUNK_ROWS = 1 << 16  # rows read and written at a time: export memory is O(chunk), not O(table)
@@ -115,12 +116,14 @@ def read_rows(trainer, state, stack: str, start: int, stop: int) -> dict[str, np
 
 
 def make_forward(trainer):
-  """The eval forward pass on host-gathered rows: (leaves, rows, ids, dhe, num) -> probs.
+  """The eval forward pass on host-gathered rows: (leaves, rows, ids, dhe, num, raw) -> probs.
 
   ``rows[stack]`` [B, C, D] fp32 are the rows of ``ids[stack]`` [B, C] (the stack's id
   columns with table offsets; padding = the stack's row count, which reads a zero row).
   Each row is its own "unique id", so `EmbeddingCollection.assemble` and the network run
-  exactly as in `Trainer._eval_step_impl`.
+  exactly as in `Trainer._eval_step_impl`. ``raw`` holds the batch columns of
+  ``trainer.id_keys`` (``cat`` [B, F], histories [B, L] with -1 padding): the search keys of
+  models that read raw ids (SIM's hard search, UBR4CTR); empty for the others.
   """
   coll = trainer.collection
   every = frozenset(s.name for s in coll.stacks)
@@ -128,7 +131,7 @@ def make_forward(trainer):
   treedef = jax.tree.structure((trainer._params, trainer._rest))
   keyed = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in _leaves(trainer)]
 
-  def forward(leaves, rows, ids, dhe, num):
+  def forward(leaves, rows, ids, dhe, num, raw):
     leaves = [jax.random.wrap_key_data(x) if k else x for x, k in zip(leaves, keyed, strict=True)]
     params, rest = jax.tree.unflatten(treedef, leaves)
     prepared = {}
@@ -144,7 +147,7 @@ def make_forward(trainer):
       prepared[art.DHE_IDS] = dhe
     feats = coll.assemble(flat_rows, prepared, every)
     net = nnx.merge(graphdef, params, rest, copy=True)
-    return jax.nn.sigmoid(net(feats, {"num": num}, train=False))
+    return jax.nn.sigmoid(net(feats, {"num": num, **raw}, train=False))
 
   return forward
 
@@ -176,6 +179,7 @@ def export(
   """Writes the artifact of (trainer, state) as ``output/<version>``; returns its path."""
   if dtype not in art.EXPORT_DTYPES:
     raise ValueError(f"--dtype: {dtype!r}; expected one of {art.EXPORT_DTYPES}")
+  columns, vocab = _vocabularies(trainer.dataset)  # before writing anything: may refuse
   trainer.tables.before_eval(state["emb"])  # offload: the host store becomes the current table
   coll = trainer.collection
   info = trainer.dataset.info
@@ -214,7 +218,6 @@ def export(
     )
   leaves = _leaf_values(state)
   np.savez(os.path.join(tmp, art.PARAMS_FILE), **{f"p{i:05d}": x for i, x in enumerate(leaves)})
-  vocab = trainer.dataset.encoder.vocabs
   arrays = {}
   for i, v in enumerate(vocab):
     arrays[f"keys_{i}"], arrays[f"ids_{i}"] = np.asarray(v.keys), np.asarray(v.ids)
@@ -234,6 +237,8 @@ def export(
     "stacks": stacks,
     "dhe": [p.feature.name for p in coll.dhe],
     "crosses": _crosses_json(trainer),
+    "sequences": columns,
+    "raw_ids": _raw_ids(trainer),
     "num_params": len(leaves),
     "dtype": dtype,
     "max_abs_error": bounds,
@@ -246,18 +251,54 @@ def export(
   return final
 
 
-def _crosses_json(trainer) -> dict | None:
-  """Wide & Deep's crossed pairs, hashed on the host at serving time as in training."""
-  wide = [c for c in trainer.crosses if c.key == crosses_lib.CROSS_KEY]
-  if len(wide) != len(trainer.crosses):
-    raise NotImplementedError("export: OptInter's memorized cross features are not served yet")
-  if not wide:
-    return None
-  return {
-    "pairs": [list(p) for p in trainer.hparams.cross_pairs],
-    "num_buckets": wide[0].num_buckets,
-    "seed": wide[0].seed,
-  }
+def _vocabularies(dataset) -> tuple[list[dict] | None, list]:
+  """(sequence columns as JSON or None, vocabularies in ``vocab.npz`` order).
+
+  Classic datasets: one integer-keyed vocabulary per categorical feature
+  (`PreparedDataset.encoder`). Behaviour datasets (sequence features): the token
+  vocabularies and sequence columns their builder saved (`sequences.save_vocabularies`).
+  """
+  info = dataset.info
+  if not any(f.kind == SEQUENCE for f in info.features):
+    return None, list(dataset.encoder.vocabs)
+  if "sequences" not in info.extra or not dataset.data_dir:
+    raise ValueError(
+      f"export: dataset {info.name!r} has sequence features but no saved sequence columns "
+      f"and token vocabularies (data_dir {dataset.data_dir!r}: an in-memory dataset, or one "
+      "prepared before the behaviour builders saved them; delete that folder to prepare "
+      "it again)"
+    )
+  columns = sequences.columns_from_json(info.extra["sequences"])
+  cats = [f.name for f in info.categorical]
+  path = os.path.join(dataset.data_dir, preprocess.VOCAB_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+      f"export: {path} not found; delete {dataset.data_dir} to prepare {info.name!r} again"
+    )
+  vocabs = sequences.load_vocabularies(path, cats, columns)
+  names = sequences.vocabulary_tables(cats, columns)
+  return sequences.columns_to_json(columns), [vocabs[n] for n in names]
+
+
+def _crosses_json(trainer) -> list[dict]:
+  """Wide & Deep's and OptInter's crossed pairs, hashed on the host when serving as in training."""
+  cats = [f.name for f in trainer.dataset.info.categorical]
+  return [
+    {
+      "key": c.key,
+      "pairs": [[cats[a], cats[b]] for a, b, _ in c.cols],
+      "num_buckets": c.num_buckets,
+      "seed": c.seed,
+    }
+    for c in trainer.crosses
+  ]
+
+
+def _raw_ids(trainer) -> dict[str, int]:
+  """{batch column: width} of the raw ids the model reads (see `make_forward`)."""
+  info = trainer.dataset.info
+  width = {"cat": len(info.categorical), **{f.name: f.width for f in info.features}}
+  return {k: width[k] for k in trainer.id_keys}
 
 
 def _write_stack(trainer, state, s, directory: str, index: int, dtype: str):
@@ -301,9 +342,10 @@ def _export_forward(trainer, stacks, leaves, platforms):
   ids = {s.name: jax.ShapeDtypeStruct((b, width[s.name]), jnp.int32) for s in coll.stacks}
   dhe = {p.feature.name: jax.ShapeDtypeStruct((b,), jnp.int32) for p in coll.dhe}
   num = jax.ShapeDtypeStruct((b, len(trainer.dataset.info.numeric)), jnp.float32)
+  raw = {k: jax.ShapeDtypeStruct((b, w), jnp.int32) for k, w in _raw_ids(trainer).items()}
   params = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
   fn = jax.jit(make_forward(trainer))
-  return jax.export.export(fn, platforms=platforms)(params, rows, ids, dhe, num)
+  return jax.export.export(fn, platforms=platforms)(params, rows, ids, dhe, num, raw)
 
 
 # ---------------------------------------------------------------------- CLI

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -225,8 +226,10 @@ class FeatureEncoder(nnx.Module):
     collection: The `EmbeddingCollection` (needed for DHE tables).
     numeric: The ``config.numeric`` section (None: raw values).
     dim: Table row width (needed for DHE and numeric fields).
-    dataset: The prepared dataset, to fit numeric bucket boundaries on its
-      training split (None: boundaries are left for a checkpoint restore).
+    numeric_sample: Training rows ``(values [n, N], labels [n])`` that bucketed
+      numeric encoders fit their boundaries on (None: boundaries are left for a
+      checkpoint restore). The caller reads them from the data; the network does not.
+    numeric_stats: The prepared dataset's per-field numeric statistics.
   """
 
   def __init__(
@@ -238,7 +241,8 @@ class FeatureEncoder(nnx.Module):
     collection=None,
     numeric=None,
     dim: int = 0,
-    dataset=None,
+    numeric_sample: tuple[np.ndarray, np.ndarray] | None = None,
+    numeric_stats: Sequence[Mapping] = (),
   ):
     self.needs_linear = needs_linear
     self.pooled = tuple(
@@ -270,10 +274,7 @@ class FeatureEncoder(nnx.Module):
     self.num_groups = tuple(tuple(v) for v in groups.values())
     encs = []
     if any(k != "raw" for k in groups):
-      sample = None
-      if dataset is not None and any(k in numeric_lib.BUCKETED for k in groups):
-        sample = numeric_lib.training_sample(dataset, numeric.sample_size)
-      stats = dataset.info.numeric_stats if dataset is not None else ()
+      sample, stats = numeric_sample, numeric_stats
       for kind, idx in groups.items():
         sub = (sample[0][:, idx], sample[1]) if sample is not None else None
         st = [stats[j] for j in idx if j < len(stats)] if len(stats) == len(num_names) else ()

@@ -2,10 +2,9 @@
 
 Why: XLA:CPU gives each execution its temporaries as one buffer. Above glibc's
 mmap threshold (at most 32 MiB) malloc maps fresh pages for it and unmaps them
-on free, so every step page-faults its whole temporary working set again. At
-the throughput benchmark's shape (DeepFM, batch 4096, MLP 400-400-400) that is
-~80 MB and 20k minor faults per step, 40% of the step on this VM; the step ran
-187 ms with the faults and 118 ms without.
+on free, so every step page-faults its whole temporary working set again (tens of
+MB and tens of thousands of minor faults per step at the throughput benchmark's
+shape; the figures are in ``experiments/README.md``, "Figures behind design choices").
 
 The ``reuse`` policy keeps that memory instead:
 
@@ -109,9 +108,8 @@ def huge_zeros(x) -> bool:
   """Backs a freshly made all-zero CPU array with transparent huge pages.
 
   Embedding rows are read and written at random: with 4 KiB pages nearly every
-  row of a multi-GB table costs a TLB miss, with 2 MiB pages few do. The
-  sparse lookup + update part of the throughput benchmark's step (5.3 GB of
-  tables and Adam moments) fell from ~48 to ~42 ms (noisy).
+  row of a multi-GB table costs a TLB miss, with 2 MiB pages few do (measured in
+  ``experiments/README.md``, "Figures behind design choices").
 
   ``x`` must be all zeros (`jnp.zeros`): its pages are dropped
   (``MADV_DONTNEED``, which reads back as zeros) after marking the range

@@ -69,13 +69,20 @@ def main(argv):
 
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="jaxctr_")
   logging.info("workdir: %s", workdir)
-  with cli.exit_on_peer_failure(jax.process_count() > 1, workdir):
-    if FLAGS.config.search.method:  # two stages: interaction search, then retrain
-      from jaxctr import search
+  try:
+    with cli.exit_on_peer_failure(jax.process_count() > 1, workdir):
+      if FLAGS.config.search.method:  # two stages: interaction search, then retrain
+        from jaxctr import search
 
-      result = search.run(FLAGS.config, workdir)
-    else:
-      result = train.train_and_evaluate(FLAGS.config, workdir)
+        result = search.run(FLAGS.config, workdir)
+      else:
+        result = train.train_and_evaluate(FLAGS.config, workdir)
+  except cli.user_errors() as e:
+    if FLAGS.verbosity >= 1:
+      raise
+    # The message names the file, line, feature or config key; a traceback would bury it.
+    print(f"jaxctr: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
   result.pop("final_state", None)
   if jax.process_index() == 0:
     result["workdir"] = workdir

@@ -20,7 +20,9 @@ from jaxctr import crosses as crosses_lib
 from jaxctr import exchange as exchange_lib
 from jaxctr import features as features_lib
 from jaxctr import models, parallel
+from jaxctr.data import preprocess
 from jaxctr.embeddings import backends, planner
+from jaxctr.embeddings import numeric as numeric_lib
 from jaxctr.embeddings import offload as offload_lib
 from jaxctr.embeddings.collection import EmbeddingCollection
 
@@ -84,6 +86,50 @@ def plan_tables(config, features, tables, mesh, recipe) -> planner.Plan:
   )
 
 
+def _numeric_fit(config, features, dataset) -> dict[str, Any]:
+  """What the numeric encoders fit on: a training sample (bucketed encoders) and statistics.
+
+  Read here, where training data is at hand, so building the network never reads data.
+  """
+  if dataset is None:
+    return {}
+  kinds = features_lib.numeric_kinds(config.numeric, features)
+  bucketed = any(k in numeric_lib.BUCKETED for k in kinds)
+  return {
+    "numeric_sample": (
+      numeric_lib.training_sample(dataset, config.numeric.sample_size) if bucketed else None
+    ),
+    "numeric_stats": dataset.info.numeric_stats,
+  }
+
+
+def _check_hashed_ids(dataset, features, tables) -> None:
+  """Refuses one-row-per-id tables over raw 64-bit hashed ids, before anything is built."""
+  info = getattr(dataset, "info", None)
+  if info is None or not getattr(info, "preprocess", None):
+    return
+  names = tuple(f.name for f in info.categorical)
+  modes = dict(
+    zip(
+      names,
+      preprocess.categorical_modes(preprocess.PreprocessConfig(**info.preprocess), names),
+      strict=True,
+    )
+  )
+  method = {t.name: t.encoder.method for t in tables}
+  bad = [
+    f.name
+    for f in features
+    if modes.get(f.name) == preprocess.HASH and method.get(f.table_name) == "full"
+  ]
+  if bad:
+    raise features_lib.SpecError(
+      f"features {bad} hold raw 64-bit hashed ids (prepared with dataset.hash_features), "
+      "which a one-row-per-id table cannot index: set config.embedding.method (or "
+      "config.embedding.per_feature[<feature>].method) to hashing, double_hashing, qr or dhe"
+    )
+
+
 def build(config, features, dataset, mesh, recipe) -> Built:
   """The tables (planned and placed) and the dense network of ``config``."""
   model_cls = models.get_model_class(config.model)
@@ -94,6 +140,7 @@ def build(config, features, dataset, mesh, recipe) -> Built:
   cat_features = [f for f in features if f.kind != "numeric"]
   dim = features_lib.table_dim(model_cls, config.embed_dim, len(cat_features), hp)
   tables = features_lib.table_specs(features, config.embedding, dim)
+  _check_hashed_ids(dataset, features, tables)
   emb_features = list(features)
   # Hashed cross products: Wide & Deep's cross weights, OptInter's memorized pairs.
   crosses = crosses_lib.from_model_config(hp, features, tables[0], dim, seed=config.seed)
@@ -130,7 +177,7 @@ def build(config, features, dataset, mesh, recipe) -> Built:
     collection=collection,
     numeric=config.numeric,
     dim=dim,
-    dataset=dataset,
+    **_numeric_fit(config, features, dataset),
   )
   model = models.build(
     config.model,

@@ -6,12 +6,11 @@ yet; a flag the user already set in ``XLA_FLAGS`` is never overridden, and
 ``JAXCTR_XLA_DEFAULTS=0`` turns this off.
 
 * ``--xla_cpu_experimental_ynn_fusion_type=`` (empty: off). jaxlib 0.10 routes
-  fp32 dots through YNNPACK fusions by default; on this project's 2-core AMD
-  EPYC (AVX2) machines XLA's Eigen dots are faster: 9.9 vs 13.7 ms for a
-  [4096, 400] x [400, 400] product, and the DeepFM MLP 400-400-400's
-  forward + backward + Adam at batch 4096 took 103-122 ms instead of
-  134-140 ms (three alternating runs each). Only set for the jaxlib versions
-  it was measured on: XLA aborts on flags it does not know.
+  fp32 dots through YNNPACK fusions by default; on AMD EPYC (AVX2) machines
+  XLA's Eigen dots are faster, for a single product and for the DeepFM MLP's
+  whole step (``experiments/README.md``, "Figures behind design choices"). Only
+  set for the jaxlib versions it was measured on: XLA aborts on flags it does
+  not know.
 """
 
 from __future__ import annotations

@@ -44,3 +44,20 @@ def test_main_rejects_unknown_config_key(tmp_path):
   r = _run(["--config=experiments/synthetic/deepfm.py:smoke", "--config.batch_sizee=3"], tmp_path)
   assert r.returncode != 0
   assert "batch_sizee" in r.stderr
+
+
+def test_input_error_is_one_line_not_a_traceback(tmp_path):
+  # Raw 64-bit hashed ids under a one-row-per-id table: refused before anything is built.
+  args = [
+    "--config=experiments/synthetic/deepfm.py:smoke",
+    f"--workdir={tmp_path / 'wd'}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+    "--config.dataset.hash_features=C1",
+    "--config.progress_bar=False",
+  ]
+  r = _run(args, tmp_path)
+  assert r.returncode == 2, r.stderr[-3000:]
+  assert "Traceback" not in r.stderr
+  assert "jaxctr: SpecError: features ['C1'] hold raw 64-bit hashed ids" in r.stderr
+  assert "config.embedding.method" in r.stderr
+  assert not os.path.exists(tmp_path / "wd" / "checkpoints")

@@ -18,14 +18,17 @@ directory; nothing is downloaded.
 * ``synthetic_behaviour``: `behaviour.BehaviourGenerator` with its oracle AUC.
 
 Preparation holds a dataset in memory (the BARS Amazon split at max_len 100 is ~2.4 GB of
-histories); vocabularies are in ``jaxctr_info.json``'s ``extra`` only by size (serving of
-behaviour data is not wired up).
+histories). Next to the TFDS files go ``jaxctr_info.json`` (its ``extra`` records the
+sequence columns: separator, max_len, padding, truncation, shared table) and the token
+vocabularies in ``jaxctr_vocab.npz`` (`sequences.save_vocabularies`), which export copies
+into the serving artifact so that served raw rows are encoded as preparation encoded them.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -78,7 +81,10 @@ def _with_len(max_len: int) -> tuple[sequences.SequenceColumn, ...]:
 
 
 class _BehaviourBuilder(
-  builders.SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_registration=True
+  builders.SourceFingerprint,
+  builders.OrderedArrayRecord,
+  tfds.core.ShardBasedBuilder,
+  skip_registration=True,
 ):
   """Writes in-memory splits from `_load` as columnar chunks plus `DatasetInfo`."""
 
@@ -105,10 +111,6 @@ class _BehaviourBuilder(
       builder=self, features=tfds.features.FeaturesDict(cols), disable_shuffling=True
     )
 
-  def download_and_prepare(self, *args, **kwargs):
-    with builders._uncompressed_array_record():
-      return super().download_and_prepare(*args, **kwargs)
-
   def _manual_file(self, dl_manager, name: str, required: bool = True) -> str | None:
     try:
       root = os.fspath(dl_manager.manual_dir)
@@ -121,8 +123,9 @@ class _BehaviourBuilder(
       raise DataError(f"{self.name}: {name} not found in manual_dir {root}")
     return None
 
-  def _split_generators(self, dl_manager):
-    splits, features, oracle, extra = self._load(dl_manager)
+  def _shard_iterators_per_split(self, dl_manager):
+    splits, features, oracle, extra, vocabs = self._load(dl_manager)
+    c = self.builder_config
     info = preprocess.DatasetInfo(
       name=self.name,
       features=features,
@@ -133,12 +136,23 @@ class _BehaviourBuilder(
       positive_rate={
         s: float(np.mean(a["label"])) if len(a["label"]) else 0.0 for s, a in splits.items()
       },
-      extra={"builder_config": self.builder_config.name, **extra},
+      extra={
+        "builder_config": c.name,
+        "sequences": sequences.columns_to_json(c.sequences),
+        **extra,
+      },
     )
     os.makedirs(self.data_dir, exist_ok=True)
+    sequences.save_vocabularies(
+      os.path.join(self.data_dir, preprocess.VOCAB_FILE), c.categorical, c.sequences, vocabs
+    )
     info.save(self.data_dir)
     logging.info("%s: %s rows", self.name, info.num_examples)
-    return {s: self._generate_examples(splits[s]) for s in SPLITS if info.num_examples[s]}
+    return {
+      s: [functools.partial(self._generate_examples, splits[s])]
+      for s in SPLITS
+      if info.num_examples[s]
+    }
 
   def _generate_examples(self, arrays):
     n, step = len(arrays["label"]), self.builder_config.chunk_rows
@@ -146,6 +160,7 @@ class _BehaviourBuilder(
       yield i, {k: v[lo : lo + step] for k, v in arrays.items() if k != "num"}
 
   def _load(self, dl_manager):
+    """(splits, features, oracle AUC, info extra, {table: TokenVocabulary})."""
     raise NotImplementedError
 
 
@@ -180,7 +195,10 @@ class SyntheticBehaviour(_BehaviourBuilder):
       oracle[s] = behaviour.oracle_auc(d) if n else float("nan")
       splits[s] = {k: v for k, v in d.items() if k not in ("logit", "num")}
     extra = {"synthetic": dataclasses.asdict(c.synthetic)}
-    return splits, gen.features(), oracle, extra
+    feats = gen.features()
+    # The generator's ids are already dense: the raw token of id k is "k".
+    vocabs = {f.name: sequences.TokenVocabulary.identity(f.vocab_size) for f in feats[:3]}
+    return splits, feats, oracle, extra, vocabs
 
 
 def _encode_split(rows, c: BehaviourBuilderConfig, vocabs) -> dict[str, np.ndarray]:
@@ -189,12 +207,7 @@ def _encode_split(rows, c: BehaviourBuilderConfig, vocabs) -> dict[str, np.ndarr
   cat = [vocabs[n].encode(np.asarray(rows[n], dtype=object)) for n in c.categorical]
   out["cat"] = np.stack(cat, axis=1).astype(np.int32) if cat else np.zeros((len(out["label"]), 0))
   for s in c.sequences:
-    vocab = vocabs[s.share_embedding or s.name]
-    flat = [t for seq in rows[s.name] for t in seq]
-    ids = vocab.encode(np.asarray(flat, dtype=object)) if flat else np.zeros(0, np.int32)
-    ends = np.cumsum([len(seq) for seq in rows[s.name]])
-    parts = np.split(ids, ends[:-1]) if len(ends) else []
-    out[s.name] = sequences.pad_sequences(parts, s.max_len, s.padding, s.truncation)
+    out[s.name] = sequences.encode_column(rows[s.name], s, vocabs[s.share_embedding or s.name])
   return out
 
 
@@ -262,7 +275,8 @@ class BarsBehaviour(_BehaviourBuilder):
     vocabs = _vocabularies(train, c)
     splits = {s: _encode_split(r, c, vocabs) for s, r in zip(SPLITS, (train, valid, test))}
     sizes = {k: v.size for k, v in vocabs.items()}
-    return splits, sequences.features(c.categorical, c.sequences, sizes), None, {"vocab": sizes}
+    feats = sequences.features(c.categorical, c.sequences, sizes)
+    return splits, feats, None, {"vocab": sizes}, vocabs
 
 
 def read_user_behavior(path: str) -> dict[str, np.ndarray]:
@@ -385,7 +399,7 @@ class UserBehavior(_BehaviourBuilder):
       }
     sizes = {k: v.size for k, v in vocabs.items()}
     feats = sequences.features(behaviour.CATEGORICAL, c.sequences, sizes)
-    return splits, feats, None, {"vocab": sizes}
+    return splits, feats, None, {"vocab": sizes}, vocabs
 
 
 BUILDERS = {

@@ -2,8 +2,10 @@
 
 The builders run without TensorFlow: they write `file_format="array_record"` and are read
 back with `builder.as_data_source()`. Each TFDS example is one columnar chunk of
-`chunk_rows` rows (see `storage`), and `disable_shuffling=True` keeps chunks in generation
-order so row order (and with it loader determinism) is a property of the prepared data.
+`chunk_rows` rows (see `storage`). They are `ShardBasedBuilder`s writing one uncompressed
+array_record shard per split through TFDS's `_example_writer` extension point: chunks
+stream to disk in generation order (no shuffler holds a split in memory), so row order
+(and with it loader determinism) is a property of the prepared data.
 
 Preparation: pass 1 parses the raw files once (blocks are parsed in `parse_workers` forked
 processes, see `storage.fork_map`), assigns rows to splits, accumulates training-split
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -33,7 +34,7 @@ from array_record.python import array_record_module
 from etils import epath
 from tensorflow_datasets.core import file_adapters
 
-from jaxctr.data import fingerprint, parsers, preprocess, spool, storage, synthetic
+from jaxctr.data import fingerprint, parsers, preprocess, storage, synthetic
 
 SPLITS = ("train", "valid", "test")
 # TFDS writes array_record with the library's default (brotli) compression, which halves
@@ -41,23 +42,30 @@ SPLITS = ("train", "valid", "test")
 ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
 
 
-@contextlib.contextmanager
-def _uncompressed_array_record():
-  """Temporarily makes TFDS's array_record adapter write with `ARRAY_RECORD_OPTIONS`."""
-  adapter = file_adapters.ArrayRecordFileAdapter
-  original = adapter.__dict__["write_examples"]
+class ArrayRecordWriter(tfds.core.writer.ExampleWriter):
+  """Writes a shard's serialized examples in order with `ARRAY_RECORD_OPTIONS`.
 
-  def write_examples(cls, path, iterator):
+  Injected through TFDS's `_example_writer` extension point. With `ShardBasedBuilder` the
+  examples stream straight from the generator to this writer: no shuffler holds the split.
+  """
+
+  def __init__(self):
+    super().__init__(file_format=file_adapters.FileFormat.ARRAY_RECORD)
+
+  def write(self, path, examples):
     writer = array_record_module.ArrayRecordWriter(os.fspath(path), ARRAY_RECORD_OPTIONS)
-    for _, serialized in iterator:
-      writer.write(serialized)
-    writer.close()
+    try:
+      for _, serialized in examples:
+        writer.write(serialized)
+    finally:
+      writer.close()
 
-  adapter.write_examples = classmethod(write_examples)
-  try:
-    yield
-  finally:
-    adapter.write_examples = original
+
+class OrderedArrayRecord:
+  """Builder mixin: array_record shards written uncompressed, in generation order."""
+
+  def _example_writer(self) -> tfds.core.writer.ExampleWriter:
+    return ArrayRecordWriter()
 
 
 def ratio_split(lines: np.ndarray, ratios: tuple[float, ...], seed: int) -> np.ndarray:
@@ -134,7 +142,9 @@ class SourceFingerprint:
     return fingerprint.source_fingerprint(paths, opts)
 
 
-class _CtrBuilder(SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _CtrBuilder(
+  SourceFingerprint, OrderedArrayRecord, tfds.core.ShardBasedBuilder, skip_registration=True
+):
   """Common two-pass preparation; subclasses implement `_pass1`."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -169,11 +179,6 @@ class _CtrBuilder(SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_regis
     features = tfds.features.FeaturesDict(cols)
     return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
 
-  def download_and_prepare(self, *args, **kwargs):
-    # The spool keeps writing bounded in memory (and TensorFlow-free) for splits over 1 GB.
-    with _uncompressed_array_record(), spool.ordered_writer():
-      return super().download_and_prepare(*args, **kwargs)
-
   def _preprocess_config(self) -> preprocess.PreprocessConfig:
     c = self.builder_config
     return preprocess.PreprocessConfig(
@@ -198,7 +203,7 @@ class _CtrBuilder(SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_regis
         return os.path.join(root, name)
     raise parsers.DataError(f"{self.name}: none of {candidates} found in manual_dir {root}")
 
-  def _split_generators(self, dl_manager):
+  def _shard_iterators_per_split(self, dl_manager):
     spill = storage.Spill(os.path.join(self.data_dir, "_spill"))
     cfg = self._preprocess_config()
     stats, rows, extra, vocabs, names, oracle = self._pass1(dl_manager, spill, cfg)
@@ -219,8 +224,12 @@ class _CtrBuilder(SourceFingerprint, tfds.core.GeneratorBasedBuilder, skip_regis
     encoder = preprocess.Encoder(info, vocabs)
     encoder.save(self.data_dir)
     logging.info("%s: pass 1 done: %s rows", self.name, info.num_examples)
-    # TFDS refuses to write a split without examples; an empty split is simply absent.
-    return {s: self._generate_examples(spill, s, encoder) for s in SPLITS if info.num_examples[s]}
+    # One shard per split (array_record reads any record directly); an empty split is absent.
+    return {
+      s: [functools.partial(self._generate_examples, spill, s, encoder)]
+      for s in SPLITS
+      if info.num_examples[s]
+    }
 
   def _generate_examples(self, spill, split, encoder):
     # Encoding runs in this process: forked workers start with the whole spill in a

@@ -275,8 +275,8 @@ class _HashIndex:
   def lookup(self, query: np.ndarray) -> np.ndarray:
     slot = self._slot(query)
     # First probe for all keys without index bookkeeping (most keys end there: a hit, or an
-    # empty slot for OOV); only the rest go through the compacting probe loop below. This
-    # made lookups about 1.9x faster (encoding as a whole took 37% less CPU).
+    # empty slot for OOV); only the rest go through the compacting probe loop below, which
+    # spares most keys its index bookkeeping.
     found = self.keys.take(slot)
     hit = found == query
     out = self.ids.take(slot)

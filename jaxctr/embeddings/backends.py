@@ -24,7 +24,7 @@ Every stack of an `EmbeddingCollection` has one backend:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -430,10 +430,3 @@ def build(
     else:
       backends[s.name] = Replicated(s)
   return Tables(collection, mesh, backends, manager)
-
-
-def check_groups(groups: Mapping[str, str]) -> None:
-  """Raises if a placement tag is unknown."""
-  bad = {k: v for k, v in groups.items() if v not in PLACEMENTS}
-  if bad:
-    raise ValueError(f"unknown table placements {bad}; expected one of {PLACEMENTS}")

@@ -37,8 +37,8 @@ DHE_IDS = "__dhe__"  # key of the raw DHE ids in the prepared batch
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-  """How one logical feature maps onto physical sub-features."""
+class Expansion:
+  """How one logical feature expands into physical sub-features."""
 
   feature: FeatureSpec
   table: TableSpec
@@ -76,19 +76,19 @@ _SUB_TABLE = {"hash": "hash", "hot": "hot", "h1": "dh", "h2": "dh", "q": "q", "r
 
 def expand(
   features: Sequence[FeatureSpec], tables: Mapping[str, TableSpec]
-) -> tuple[tuple[Plan, ...], tuple[FeatureSpec, ...], tuple[TableSpec, ...]]:
+) -> tuple[tuple[Expansion, ...], tuple[FeatureSpec, ...], tuple[TableSpec, ...]]:
   """Logical features/tables -> (plans, physical features, physical tables)."""
   plans, phys_f, phys_t = [], [], {}
   for f in features:
     t = tables[f.table_name]
     m = t.encoder.method
     if m == "full":
-      plans.append(Plan(f, t, (f.name,)))
+      plans.append(Expansion(f, t, (f.name,)))
       phys_f.append(f)
       phys_t[t.name] = t
       continue
     if m == "dhe":
-      plans.append(Plan(f, t, ()))
+      plans.append(Expansion(f, t, ()))
       continue
     subt = _sub_tables(t)
     suffixes = {"hashing": ("hash",), "double_hashing": ("hot", "h1", "h2"), "qr": ("q", "r")}[m]
@@ -100,11 +100,11 @@ def expand(
       name = f"{f.name}/{sfx}"
       phys_f.append(FeatureSpec(name, SEQUENCE, st.vocab_size, f.width, "none", table=st.name))
       subs.append(name)
-    plans.append(Plan(f, t, tuple(subs)))
+    plans.append(Expansion(f, t, tuple(subs)))
   return tuple(plans), tuple(phys_f), tuple(phys_t.values())
 
 
-def transform(plan: Plan, ids: np.ndarray) -> dict[str, np.ndarray]:
+def transform(plan: Expansion, ids: np.ndarray) -> dict[str, np.ndarray]:
   """Host: logical ids [B, W] (-1 padding) -> {sub-feature name: ids [B, W]}."""
   e, f = plan.table.encoder, plan.feature
   ids = np.asarray(ids, np.int64)
@@ -122,7 +122,7 @@ def transform(plan: Plan, ids: np.ndarray) -> dict[str, np.ndarray]:
   raise ValueError(f"feature {f.name!r}: method {plan.method!r} has no id transform")
 
 
-def combine(plan: Plan, parts: Mapping[str, jnp.ndarray], masks: Mapping[str, jnp.ndarray]):
+def combine(plan: Expansion, parts: Mapping[str, jnp.ndarray], masks: Mapping[str, jnp.ndarray]):
   """Device: sub-feature vectors [B, W, d] -> the logical feature's vector.
 
   Returns [B, D] for categorical and pooled sequence features, else

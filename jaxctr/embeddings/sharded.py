@@ -66,13 +66,6 @@ class Layout:
   def row_based(self) -> bool:
     return self.strategy != "column_wise"
 
-  def physical_shape(self, width: int) -> tuple[int, int]:
-    """Global shape of a stored array whose virtual rows have ``width`` columns."""
-    if self.row_based:
-      return (self.num_shards * self.shard_rows, width)
-    cols = self.shard_dim if width == self.dim else width  # per-row slots: one copy per shard
-    return (self.rows, self.num_shards * cols)
-
   def locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(device, local row) of virtual ``rows`` (row-based layouts)."""
     rows = np.asarray(rows, np.int64)

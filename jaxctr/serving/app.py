@@ -155,10 +155,8 @@ def make_app(
     if n > max_instances:
       raise RequestError(f"request has {n} instances; the limit is {max_instances}")
     v = manager.get(version)  # parse and submit without an await between: see VersionManager
-    enc = v.model.encoder
-    # Raw keys and numbers: the vocabulary lookup runs once per batch, in the model's thread.
-    keys, num = enc.parse_columns(rows) if columnar else enc.parse_instances(rows)
-    probs = await manager.predict(v, keys, num)
+    # Parsed here; the vocabulary lookup runs once per batch in the model's thread.
+    probs = await manager.predict(v, *v.model.request_arrays(rows, columnar))
     if not np.isfinite(probs).all():
       return _error(500, "the model produced a non-finite probability")
     # float64: the JSON numbers are the float32 probabilities' exact values, as before.
@@ -173,6 +171,8 @@ def make_app(
       inputs[f] = {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
     for f in m.encoder.num_names:
       inputs[f] = {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
+    for f in m.encoder.seq_names:  # a separator-joined string or a list of raw tokens
+      inputs[f] = {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
     return _json(
       {
         "model_spec": {"name": name, "signature_name": "", "version": str(m.version)},
@@ -197,6 +197,7 @@ def make_app(
             "source_format": m.encoder.source_format,
             "categorical": m.encoder.cat_names,
             "numeric": m.encoder.num_names,
+            "sequences": schema.get("sequences") or [],
             "table_dtype": schema["dtype"],
             "max_abs_error": schema["max_abs_error"],
             "buckets": list(m.buckets),

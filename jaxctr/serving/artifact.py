@@ -6,12 +6,17 @@
   parameters), stacks (physical row layout of the table files), the dataset's info (raw
   format, numeric statistics and preprocessing), the export dtype and its error bound.
 * ``forward.jaxexport``: the serialized `jax.export` of the dense forward pass, symbolic in
-  the batch size: ``f(params, rows, ids, dhe_ids, num) -> probabilities [B]``.
+  the batch size: ``f(params, rows, ids, dhe_ids, num, raw) -> probabilities [B]``
+  (``raw``: the columns of the schema's ``raw_ids``, the raw ids some behaviour models
+  search with; artifacts written before ``raw_ids`` existed take no ``raw``).
 * ``params.npz``: its parameters ``p00000 ...`` (dense weights, DHE seeds, numeric
   bucket boundaries, batch-norm statistics), passed as arguments, not baked in.
 * ``tables/<i>.table.npy`` (+ ``<i>.scale.npy`` for int8): the rows of stack i, opened
   memory-mapped, so serving reads only the rows requests touch.
-* ``vocab.npz``: per categorical feature the sorted raw keys and their ids.
+* ``vocab.npz``: per categorical feature the sorted raw keys and their ids (behaviour
+  datasets: token strings, then the vocabularies of histories with their own table;
+  ``schema.json``'s ``sequences`` records each history's separator, max_len, padding,
+  truncation and shared table).
 
 Every array file is loaded with ``allow_pickle=False``.
 """
@@ -142,8 +147,11 @@ class Artifact:
       self.exported = jax.export.deserialize(bytearray(fh.read()))
     info = self.schema["dataset"]
     cats = [f for f in info["features"] if f["kind"] == "categorical"]
+    # Behaviour datasets: string tokens as keys, then the vocabularies of histories with
+    # their own table (`jaxctr.data.sequences.vocabulary_tables`).
+    own = [c for c in self.schema.get("sequences") or () if not c["share_embedding"]]
     with np.load(os.path.join(self.path, VOCAB_FILE), allow_pickle=False) as z:
-      self.vocabs = [(z[f"keys_{i}"], z[f"ids_{i}"]) for i in range(len(cats))]
+      self.vocabs = [(z[f"keys_{i}"], z[f"ids_{i}"]) for i in range(len(cats) + len(own))]
 
   @property
   def dtype(self) -> str:

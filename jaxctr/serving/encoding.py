@@ -8,9 +8,15 @@ Two steps, both numpy on the host:
    vocabulary's ids (unseen keys -> the OOV id 0); raw numbers -> the prepared values
    (missing filled, signed log1p, standardised with the training statistics), as
    `jaxctr.data.preprocess.Encoder` does.
+   Behaviour datasets (`TokenEncoder`) hold string tokens instead: raw categorical values
+   and histories (a separator-joined string as in the raw files, or a JSON list of raw
+   tokens) are encoded by the functions preparation ran (`jaxctr.data.sequences`) with the
+   saved token vocabularies; the padded history ids ride in ``cat`` after the categorical
+   ids (see `TokenEncoder`).
 2. `InputBuilder`: encoded ids -> per stack the id columns (with the embedding methods' id
    transforms of `jaxctr.embeddings.encoders`) and their rows gathered from the tables,
-   plus the raw ids of DHE features: the arguments of the exported forward pass.
+   plus the raw ids of DHE features (and of the search keys of models that read raw ids):
+   the arguments of the exported forward pass.
 
 Bad values raise `RequestError` naming the feature and the instance.
 """
@@ -26,6 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from jaxctr import crosses as crosses_lib
+from jaxctr.data import sequences
 from jaxctr.embeddings import encoders
 from jaxctr.embeddings.specs import CATEGORICAL, NUMERIC, SEQUENCE, FeatureSpec
 from jaxctr.serving.artifact import Artifact
@@ -140,10 +147,12 @@ class RawEncoder:
     info = artifact.schema["dataset"]
     feats = info["features"]
     if any(f["kind"] == SEQUENCE for f in feats):
-      raise NotImplementedError("serving sequence features is not supported yet")
+      raise ValueError(f"{artifact.path}: sequence features are encoded by TokenEncoder")
+    self.seq_names: list[str] = []
     self.cat_names = [f["name"] for f in feats if f["kind"] == CATEGORICAL]
     self.num_names = [f["name"] for f in feats if f["kind"] == NUMERIC]
     self.names = self.cat_names + self.num_names
+    self.width = len(self.cat_names)
     self._name_set = set(self.names)
     self.source_format = info.get("source_format", "")
     # Avazu's expanded hour columns are integers in the parser too; every other Avazu column
@@ -368,6 +377,103 @@ def _joint_vocab(vocabs) -> tuple[np.ndarray, np.ndarray] | None:
   return np.concatenate(codes), np.concatenate(ids)
 
 
+class TokenEncoder:
+  """Raw values of a behaviour dataset -> (ids int32 [B, F + sum(max_len)], num [B, 0]).
+
+  The categorical values are raw tokens (strings; integers are read as their decimal text,
+  null as the blank cell), each history a separator-joined string or a list of raw tokens.
+  Both are encoded by the functions preparation used (`TokenVocabulary.encode`,
+  `sequences.tokens_of`/`split_tokens`, `sequences.encode_column`): unseen tokens map to the
+  OOV id 0, histories are truncated and padded (-1) as the artifact's schema records. The
+  encoded row is the categorical ids followed by each history's ``max_len`` ids, so the
+  batcher and `ServableModel` handle it like any ``cat`` matrix.
+  """
+
+  def __init__(self, artifact: Artifact):
+    info = artifact.schema["dataset"]
+    feats = info["features"]
+    self.source_format = info.get("source_format", "")
+    self.cat_names = [f["name"] for f in feats if f["kind"] == CATEGORICAL]
+    self.num_names = [f["name"] for f in feats if f["kind"] == NUMERIC]
+    if self.num_names:
+      raise ValueError(f"{artifact.path}: behaviour datasets have no numeric features")
+    by_name = {c.name: c for c in sequences.columns_from_json(artifact.schema["sequences"])}
+    self.seq_names = [f["name"] for f in feats if f["kind"] == SEQUENCE]
+    self.columns = [by_name[n] for n in self.seq_names]
+    vocabs = dict(
+      zip(
+        sequences.vocabulary_tables(self.cat_names, self.columns),
+        (sequences.TokenVocabulary.from_arrays(k, i) for k, i in artifact.vocabs),
+        strict=True,
+      )
+    )
+    self.vocabs = [vocabs[n] for n in self.cat_names]
+    self.seq_vocabs = [vocabs[c.share_embedding or c.name] for c in self.columns]
+    self.names = self.cat_names + self.seq_names
+    self._name_set = set(self.names)
+    self.width = len(self.cat_names) + sum(c.max_len for c in self.columns)
+
+  def _token(self, name: str, v, row: int) -> str:
+    if v is None:
+      return ""
+    if isinstance(v, str):
+      return v
+    if isinstance(v, int) and not isinstance(v, bool):
+      return str(v)
+    raise RequestError(
+      f"instance {row}: feature {name!r}: expected a string, an integer or null, got "
+      f"{type(v).__name__} {v!r}"
+    )
+
+  def _encode(self, get, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``get(name)`` -> that feature's n raw values."""
+    out = np.empty((n, self.width), np.int32)
+    for j, (name, vocab) in enumerate(zip(self.cat_names, self.vocabs, strict=True)):
+      toks = [self._token(name, v, i) for i, v in enumerate(get(name))]
+      out[:, j] = vocab.encode(np.asarray(toks, dtype=object)) if n else 0
+    lo = len(self.cat_names)
+    for col, vocab in zip(self.columns, self.seq_vocabs, strict=True):
+      lists = []
+      for i, v in enumerate(get(col.name)):
+        try:
+          lists.append(sequences.tokens_of(v, col.separator))
+        except ValueError as e:
+          raise RequestError(f"instance {i}: feature {col.name!r}: {e}") from None
+      out[:, lo : lo + col.max_len] = sequences.encode_column(lists, col, vocab)
+      lo += col.max_len
+    return out, np.zeros((n, 0), np.float32)
+
+  def encode_instances(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+    """[{feature: raw value}, ...] -> (ids, num)."""
+    for i, r in enumerate(rows):
+      if not isinstance(r, Mapping):
+        raise RequestError(
+          f"instance {i}: expected an object of feature values, got {type(r).__name__}"
+        )
+      if r.keys() != self._name_set:
+        check_names(r, self.names, where=f"instance {i}: ")
+    return self._encode(lambda name: [r[name] for r in rows], len(rows))
+
+  def encode_columns(self, cols: Mapping[str, Sequence]) -> tuple[np.ndarray, np.ndarray]:
+    """{feature: raw values} (every feature, equal lengths) -> (ids, num)."""
+    check_names(cols, self.names)
+    lens = {len(v) for v in cols.values()}
+    if len(lens) != 1:
+      raise RequestError(f"features have different numbers of values: {sorted(lens)}")
+    return self._encode(lambda name: cols[name], lens.pop())
+
+  def encode_keys(self, keys, num_raw):
+    raise ValueError(
+      f"the model was trained on {self.source_format!r} data, whose raw values are tokens, "
+      "not parsed integer keys; send feature values (encode_instances / encode_columns)"
+    )
+
+
+def make_encoder(artifact: Artifact) -> RawEncoder | TokenEncoder:
+  """The raw-value encoder of an artifact: tokens for behaviour datasets, else keys."""
+  return TokenEncoder(artifact) if artifact.schema.get("sequences") else RawEncoder(artifact)
+
+
 def check_names(given, expected: Sequence[str], where: str = "") -> None:
   unknown = [k for k in given if k not in set(expected)]
   if unknown:
@@ -378,32 +484,47 @@ def check_names(given, expected: Sequence[str], where: str = "") -> None:
 
 
 class InputBuilder:
-  """Encoded ids and values -> the exported forward pass's (rows, ids, dhe, num)."""
+  """Encoded ids and values -> the exported forward pass's (rows, ids, dhe, num, raw)."""
 
   def __init__(self, artifact: Artifact):
     self.artifact = artifact
     self.cat_index = {
       f.name: i for i, f in enumerate(f for f in artifact.features if f.kind == CATEGORICAL)
     }
+    # Histories ride in the encoded ids after the categorical columns, in the dataset's
+    # order (see TokenEncoder).
+    self.seq_slices, lo = {}, len(self.cat_index)
+    for f in artifact.schema["dataset"]["features"]:
+      if f["kind"] == SEQUENCE:
+        self.seq_slices[f["name"]] = slice(lo, lo + f["max_len"])
+        lo += f["max_len"]
     self.plans = artifact.plans
     self.phys = {f.name: f for f in artifact.phys_features}
-    self.crosses = None
-    cross = artifact.schema.get("crosses")
-    if cross:  # Wide & Deep: hashed pairs of encoded ids, as the trainer's loader makes them
-      dataset = [FeatureSpec.from_json(f) for f in artifact.schema["dataset"]["features"]]
-      self.crosses = crosses_lib.Crosses(
-        cross["pairs"], cross["num_buckets"], dataset, seed=cross["seed"]
+    # Wide & Deep's and OptInter's crosses: hashed pairs of encoded ids, as the trainer's
+    # loader makes them.
+    self.crosses = {}
+    cross = artifact.schema.get("crosses") or []
+    if isinstance(cross, dict):  # artifacts of Wide & Deep written before OptInter's
+      cross = [{"key": crosses_lib.CROSS_KEY, **cross}]
+    dataset = [FeatureSpec.from_json(f) for f in artifact.schema["dataset"]["features"]]
+    for c in cross:
+      self.crosses[c["key"]] = crosses_lib.Crosses(
+        c["pairs"], c["num_buckets"], dataset, seed=c["seed"], key=c["key"]
       )
 
   def __call__(self, cat: np.ndarray, num: np.ndarray):
     cols = {}
     dhe = {}
+    cat_only = cat[:, : len(self.cat_index)]
     for p in self.plans:
       f = p.feature
-      if f.name == crosses_lib.CROSS_KEY:
-        cols[f.name] = self.crosses.ids({"cat": cat})
+      if f.name in self.crosses:
+        cols[f.name] = self.crosses[f.name].ids({"cat": cat_only})
         continue
-      ids = cat[:, self.cat_index[f.name], None]
+      if f.kind == SEQUENCE:
+        ids = cat[:, self.seq_slices[f.name]]
+      else:
+        ids = cat[:, self.cat_index[f.name], None]
       if p.method == "dhe":
         dhe[f.name] = np.asarray(ids[:, 0], np.int32)
       elif p.method == "full":
@@ -416,7 +537,7 @@ class InputBuilder:
       for c in s.columns:
         f = self.phys[c["feature"]]
         x = np.asarray(cols[f.name], np.int64)
-        if f.kind == SEQUENCE:  # sub-features of an embedding method: -1 = no row
+        if f.kind == SEQUENCE:  # histories and embedding methods' sub-features: -1 = no row
           x = np.where(x >= 0, x + c["offset"], s.rows)
         else:
           x = x + c["offset"]
@@ -424,4 +545,7 @@ class InputBuilder:
       flat = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
       ids_out[s.name] = flat.astype(np.int32)
       rows[s.name] = s.gather(flat)
-    return rows, ids_out, dhe, np.asarray(num, np.float32)
+    raw = {}  # the raw id columns of models that search with them (schema "raw_ids")
+    for k in self.artifact.schema.get("raw_ids") or {}:
+      raw[k] = np.asarray(cat_only if k == "cat" else cat[:, self.seq_slices[k]], np.int32)
+    return rows, ids_out, dhe, np.asarray(num, np.float32), raw

@@ -82,14 +82,30 @@ def test_streaming_training_resumed_mid_epoch_equals_uninterrupted(tmp_path, mon
   assert modes and set(modes) == {(False, 3)}  # training and evaluation both streamed
 
 
-def test_spool_keeps_order_on_disk_and_rejects_out_of_order_keys(tmp_path):
-  from jaxctr.data import spool
+def test_preparation_streams_splits_to_disk_without_tfds_shuffler(tmp_path, monkeypatch):
+  """Records go from the generator to uncompressed array_record in order; nothing buffers a split.
 
-  s = spool.Spool(tmp_path, "salt", disable_shuffling=True)
-  for k in range(5):
-    s.add(k, bytes([k]) * (k + 1))
-  assert s.num_examples == 5 and s.size == 15 and s.bucket_lengths == [5]
-  assert list(s) == [(k, bytes([k]) * (k + 1)) for k in range(5)]
-  assert not list(tmp_path.iterdir())  # the spool file is gone once read
-  with pytest.raises(ValueError, match="in order"):
-    spool.Spool(tmp_path, "salt", disable_shuffling=True).add(3, b"x")
+  TFDS's `Shuffler` (used by `GeneratorBasedBuilder` even with shuffling disabled) holds up to
+  1 GB of a split in memory and needs TensorFlow beyond that.
+  """
+  from array_record.python import array_record_module
+  from tensorflow_datasets.core import shuffle
+
+  from jaxctr.data import builders, synthetic
+
+  def refuse(*a, **k):
+    raise AssertionError("a split went through TFDS's shuffler")
+
+  monkeypatch.setattr(shuffle, "Shuffler", refuse)
+  cfg = builders.CtrConfig(
+    name="ordered", sizes=(3000, 500, 500), chunk_rows=512, synthetic=synthetic.SyntheticConfig()
+  )
+  ds = builders.load_dataset("synthetic_ctr", str(tmp_path), builder_kwargs={"config": cfg})
+  train = ds.split("train")
+  assert len(train) == 3000 and train.num_chunks == 6
+  shards = sorted(tmp_path.rglob("*train.array_record*"))
+  assert len(shards) == 1
+  reader = array_record_module.ArrayRecordReader(str(shards[0]))
+  assert reader.num_records() == 6
+  assert "uncompressed" in reader.writer_options_string()
+  reader.close()

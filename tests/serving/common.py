@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxctr import configs
+from jaxctr import checkpoint as ckpt_lib
+from jaxctr import configs, train
 from jaxctr.data.builders import CtrConfig, load_dataset, ratio_split
 from tests.common import override
 
@@ -70,3 +73,36 @@ def config(model: str, **kw):
   c.optimizer.learning_rate = 0.01
   c.host_memory = "system"
   return override(c, kw)
+
+
+def offline(trainer, state):
+  """The trainer's own predictions on the prepared test split (as `Trainer.evaluate`)."""
+  trainer.tables.before_eval(state.emb)
+  probs, labels = [], []
+  for b in trainer.batches("test", train=False):
+    p = np.asarray(trainer.eval_step(state, b.batch, b.ids))
+    keep = b.host["mask"] > 0 if "mask" in b.host else slice(None)
+    probs.append(p[keep])
+    labels.append(b.host["label"][keep])
+  return np.concatenate(probs), np.concatenate(labels)
+
+
+def checkpointed_run(cfg, ds, workdir):
+  """A run's (randomly initialised) state, saved as the trainer saves it.
+
+  Training steps would only add compile time: tables, MLPs and DHE start random already.
+  """
+  trainer = train.Trainer(cfg, dataset=ds)
+  state = trainer.init_state()
+  for i, entry in enumerate(state["emb"].values()):  # zero-initialised tables (the wide part's
+    t = entry["table"]  # cross weights) get random rows, so they count in the comparison
+    if t.dtype != np.int16 and not np.asarray(t).any():
+      noise = 0.3 * jax.random.normal(jax.random.key(i), t.shape, jnp.float32)
+      entry["table"] = jax.device_put(noise.astype(t.dtype), t.sharding)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+  meta = {"layouts": trainer.tables.layouts_meta(), "step": 0}
+  ckpt.save(0, state.replace(emb=trainer.tables.save_tree(state.emb)), meta)
+  ckpt.wait()
+  with open(os.path.join(workdir, "config.json"), "w") as fh:
+    fh.write(cfg.to_json_best_effort())
+  return trainer, state

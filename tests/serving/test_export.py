@@ -1,8 +1,8 @@
 """Exported models predict exactly what the trainer predicts, from raw values.
 
-For DeepFM, DCN-V2 and a DHE model (with hashing, double hashing, QR, numeric encoders,
-sharded and host-offloaded tables between them) the served predictions on the raw test
-split (including keys the vocabulary never kept, which map to the OOV id) equal the
+For DeepFM, DCN-V2, Wide & Deep, OptInter (memorized crosses) and a DHE model (with
+hashing, double hashing, QR, numeric encoders, sharded and host-offloaded tables between
+them) the served predictions on the raw test split (including keys the vocabulary never kept, which map to the OOV id) equal the
 trainer's predictions on the prepared test split within 1e-6; int8 tables stay within their
 stated bound.
 """
@@ -10,13 +10,10 @@ stated bound.
 import json
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxctr import checkpoint as ckpt_lib
-from jaxctr import export, train
+from jaxctr import export
 from jaxctr.data import parsers
 from jaxctr.serving import artifact as art
 from jaxctr.serving.model import ServableModel
@@ -62,6 +59,16 @@ CASES = {
       "embedding.dtype": "float16",
     },
   ),
+  # OptInter retrained: two memorized pairs (hashed crosses with their own rows), the rest
+  # factorized but for a few pairs without interaction.
+  "optinter": dict(
+    model="optinter",
+    **{
+      "model_config.choices": (1, 1, 0, 0) + (2,) * 321,
+      "model_config.memorized_pairs": (("C1", "C2"), ("C1", "C3")),
+      "model_config.memorized_hash_buckets": 64,
+    },
+  ),
   # DHE on every feature but C1, whose full table is host-offloaded.
   "dhe": dict(
     model="deepfm",
@@ -88,45 +95,12 @@ def data(tmp_path_factory):
   return ds, keys, num, labels
 
 
-def _offline(trainer, state):
-  """The trainer's own predictions on the prepared test split (as `Trainer.evaluate`)."""
-  trainer.tables.before_eval(state.emb)
-  probs, labels = [], []
-  for b in trainer.batches("test", train=False):
-    p = np.asarray(trainer.eval_step(state, b.batch, b.ids))
-    keep = b.host["mask"] > 0 if "mask" in b.host else slice(None)
-    probs.append(p[keep])
-    labels.append(b.host["label"][keep])
-  return np.concatenate(probs), np.concatenate(labels)
-
-
-def _checkpointed_run(cfg, ds, workdir):
-  """A run's (randomly initialised) state, saved as the trainer saves it.
-
-  Training steps would only add compile time: tables, MLPs and DHE start random already.
-  """
-  trainer = train.Trainer(cfg, dataset=ds)
-  state = trainer.init_state()
-  for i, entry in enumerate(state["emb"].values()):  # zero-initialised tables (the wide part's
-    t = entry["table"]  # cross weights) get random rows, so they count in the comparison
-    if t.dtype != np.int16 and not np.asarray(t).any():
-      noise = 0.3 * jax.random.normal(jax.random.key(i), t.shape, jnp.float32)
-      entry["table"] = jax.device_put(noise.astype(t.dtype), t.sharding)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-  meta = {"layouts": trainer.tables.layouts_meta(), "step": 0}
-  ckpt.save(0, state.replace(emb=trainer.tables.save_tree(state.emb)), meta)
-  ckpt.wait()
-  with open(os.path.join(workdir, "config.json"), "w") as fh:
-    fh.write(cfg.to_json_best_effort())
-  return trainer, state
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_served_equals_offline(case, data, tmp_path):
   ds, keys, num, labels = data
   cfg = common.config(**CASES[case])
-  trainer, state = _checkpointed_run(cfg, ds, str(tmp_path / "run"))
-  ref, ref_labels = _offline(trainer, state)
+  trainer, state = common.checkpointed_run(cfg, ds, str(tmp_path / "run"))
+  ref, ref_labels = common.offline(trainer, state)
   np.testing.assert_array_equal(ref_labels, labels)  # same rows in the same order
 
   # Export from the workdir's checkpoint, as the CLI does (config.json + restore).
