@@ -1,11 +1,13 @@
-r"""Hostile input: a corpus of malformed Criteo TSV, Avazu CSV and libFM files, parsed.
+r"""Hostile input: a corpus of malformed Criteo, Avazu, libFM and behaviour files, parsed.
 
   python benchmarks/malformed.py [--long_line_mb=100] [--workers=1] [--workdir=/tmp/x]
 
-Each case is one file: good rows around one kind of defect (truncated line, wrong column
-count, binary garbage, a very long line, NaN/inf, negative or overflowing ids, bad UTF-8,
-NUL bytes, CRLF) or a bad file (empty, unreadable, a directory, missing). Every case is
-parsed leniently and strictly, and checked:
+Formats: Criteo TSV, Avazu CSV, libFM, and the behaviour CSVs (BARS Amazon/Taobao with a
+header, `bars`; Taobao UserBehavior, `userbehavior`). Each case is one file: good rows
+around one kind of defect (truncated line, wrong column count, binary garbage, a very long
+line, NaN/inf, negative or overflowing ids, bad UTF-8, NUL bytes, CRLF) or a bad file
+(empty, unreadable, a directory, missing). Every case is parsed leniently and strictly,
+and checked:
 
 * no crash: only `DataError` may escape, and its message names the file;
 * lenient: the good rows come out intact and each bad row is counted, the first few
@@ -30,8 +32,10 @@ import traceback
 
 import numpy as np
 
-from jaxctr.data import parsers
+from jaxctr.data import behaviour_builders, parsers
 from jaxctr.data.storage import DataError, ParseReport
+
+FORMATS = ("criteo", "avazu", "libfm", "bars", "userbehavior")
 
 
 @dataclasses.dataclass
@@ -66,8 +70,29 @@ def _libfm_row(i: int) -> bytes:
   return f"{1 if i % 2 else -1} {i % 5}:1 {5 + i % 4}:1 {9 + i % 3}:1".encode()
 
 
-ROW = {"criteo": _criteo_row, "avazu": _avazu_row, "libfm": _libfm_row}
-SEP = {"criteo": b"\t", "avazu": b",", "libfm": b" "}
+BARS_HEADER = b"label,user_id,item_id,cate_id,item_history,cate_history"
+
+
+def _bars_row(i: int) -> bytes:
+  hist = "^".join(str(100 + (i * 7 + k) % 50) for k in range(i % 5))
+  cates = "^".join(str(10 + (i + k) % 6) for k in range(i % 5))
+  return f"{i % 2},u{i % 40},{100 + i % 50},{10 + i % 6},{hist},{cates}".encode()
+
+
+def _userbehavior_row(i: int) -> bytes:
+  kind = ("pv", "buy", "cart", "fav")[i % 4]
+  return f"{1 + i % 30},{1000 + (i * 31) % 500},{1 + i % 12},{kind},{1511544070 + i}".encode()
+
+
+ROW = {
+  "criteo": _criteo_row,
+  "avazu": _avazu_row,
+  "libfm": _libfm_row,
+  "bars": _bars_row,
+  "userbehavior": _userbehavior_row,
+}
+SEP = {"criteo": b"\t", "avazu": b",", "libfm": b" ", "bars": b",", "userbehavior": b","}
+HEADER = {"avazu": AVAZU_HEADER, "bars": BARS_HEADER}
 
 
 def _defects(fmt: str, long_bytes: int, rng: np.random.Generator) -> dict[str, list[bytes]]:
@@ -107,6 +132,25 @@ def _defects(fmt: str, long_bytes: int, rng: np.random.Generator) -> dict[str, l
       overflow_id=[with_cell(2, b"99999999999999999999")],
       bad_utf8=[with_cell(1, b"\xff"), with_cell(2, b"\xc3\x28\xff\xfe1410")],
     )
+  elif fmt == "bars":
+    out.update(
+      long_line=[with_cell(0, b"1" * long_bytes), with_cell(1, b"u" * long_bytes)],
+      long_history=[with_cell(4, b"101^" * (long_bytes // 4))],
+      nan_inf=[with_cell(0, b"nan"), with_cell(0, b"inf"), with_cell(0, b"-inf")],
+      negative_id=[with_cell(0, b"-1")],  # labels are the only numbers: out of [0, 1]
+      overflow_id=[with_cell(0, b"9" * 400)],
+      bad_utf8=[with_cell(1, b"\xff\xfe"), with_cell(4, b"101^\xc3\x28^102")],
+      open_quote=[with_cell(3, b'"7') + b"," + cells[-1]],
+    )
+  elif fmt == "userbehavior":
+    out.update(
+      long_line=[with_cell(4, b"1" * long_bytes), with_cell(1, b"9" * long_bytes)],
+      nan_inf=[with_cell(4, b"nan"), with_cell(4, b"inf")],
+      negative_id=[with_cell(4, b"-1511544070")],
+      overflow_id=[with_cell(4, b"99999999999999999999")],
+      empty_id=[with_cell(0, b""), with_cell(2, b" ")],
+      bad_utf8=[with_cell(3, b"\xff"), with_cell(1, b"\xc3\x28")],
+    )
   else:
     out.update(
       long_line=[with_cell(0, b"1" * long_bytes), with_cell(2, b"1" + b"0" * long_bytes)],
@@ -123,10 +167,10 @@ def make_corpus(root: str, long_bytes: int = 100 << 20, seed: int = 0) -> list[C
   """Writes the corpus under `root`; returns its cases (with the expected outcomes)."""
   rng = np.random.default_rng(seed)
   cases = []
-  for fmt in ("criteo", "avazu", "libfm"):
+  for fmt in FORMATS:
     d = os.path.join(root, fmt)
     os.makedirs(d, exist_ok=True)
-    header = [AVAZU_HEADER] if fmt == "avazu" else []
+    header = [HEADER[fmt]] if fmt in HEADER else []
     defects = _defects(fmt, long_bytes, rng)
     # Lines of a few hundred KB share a decoder's slice with their neighbours (100 MB ones
     # get a slice of their own); such a line once corrupted the reads of the lines after it.
@@ -158,15 +202,20 @@ def make_corpus(root: str, long_bytes: int = 100 << 20, seed: int = 0) -> list[C
     with open(path, "wb") as fh:
       fh.write(b"\r\n".join(header + rows[:2] + [b""] + rows[2:]) + b"\r\n")
     cases.append(Case(fmt, "crlf_blank", path, 5))
-    if fmt == "avazu":
+    if fmt in HEADER:
       path = os.path.join(d, "bad_header.txt")
       with open(path, "wb") as fh:
-        fh.write(b"\xff\xfe" + AVAZU_HEADER[2:] + b"\n" + ROW[fmt](1) + b"\n")
+        fh.write(b"\xff\xfe" + HEADER[fmt][2:] + b"\n" + ROW[fmt](1) + b"\n")
       cases.append(Case(fmt, "bad_header", path, file_error=True))
       path = os.path.join(d, "header_only.txt")
       with open(path, "wb") as fh:
-        fh.write(AVAZU_HEADER)
+        fh.write(HEADER[fmt])
       cases.append(Case(fmt, "header_only", path, 0))
+    if fmt == "bars":
+      path = os.path.join(d, "header_lacks_column.txt")
+      with open(path, "wb") as fh:
+        fh.write(HEADER[fmt].rsplit(b",", 1)[0] + b"\n" + ROW[fmt](1) + b"\n")
+      cases.append(Case(fmt, "header_lacks_column", path, file_error=True))
     # Whole-file defects.
     empty = os.path.join(d, "empty.txt")
     open(empty, "wb").close()
@@ -190,6 +239,12 @@ def make_corpus(root: str, long_bytes: int = 100 << 20, seed: int = 0) -> list[C
 
 
 def parse(case: Case, strict: bool, report: ParseReport, workers: int = 1):
+  """The parsed chunks of `case` (behaviour formats: one column, as long as the rows)."""
+  if case.fmt == "bars":
+    cfg = behaviour_builders.BarsBehaviour.BUILDER_CONFIGS[0]
+    return [behaviour_builders.read_bars_csv(case.path, cfg, report, strict)["label"]]
+  if case.fmt == "userbehavior":
+    return [behaviour_builders.read_user_behavior(case.path, report, strict)["timestamp"]]
   kw = {"criteo": {}, "avazu": {}, "libfm": {"num_fields": 3}}[case.fmt]
   fn = {"criteo": parsers.parse_criteo, "avazu": parsers.parse_avazu, "libfm": parsers.parse_libfm}
   return list(fn[case.fmt](case.path, strict=strict, report=report, workers=workers, **kw))

@@ -8,11 +8,21 @@ flight, and compares that with what the devices have: `bytes_limit` of accelerat
 for CPU devices (which all share host memory) the host's available memory. The estimate
 is a lower bound (activations are not counted), so only runs that surely cannot fit are
 refused, with the numbers and the config keys that change them.
+
+Offloaded tables keep every row and optimizer slot in a host store, in RAM or in
+memory-mapped files under `config.offload.disk_dir`, which is allocated and initialised
+while the tables are built. `check_host_stores` therefore runs on the plan, before that:
+a store larger than the available memory would otherwise end the process through the OOM
+killer during its initialisation, and one larger than the disk's free space as a
+`disk.DiskSpaceError` only after the stores before it were written.
 """
 
 from __future__ import annotations
 
 import os
+
+from jaxctr import disk
+from jaxctr.embeddings import planner
 
 GiB = float(1 << 30)
 
@@ -86,3 +96,78 @@ def check_trainer(trainer) -> None:
   ncat = sum(f.kind != "numeric" for f in feats)
   batch = batch_bytes(trainer.config, ncat, len(feats) - ncat)
   check_fits(list(trainer.plan.per_device), trainer.mesh.devices.flat, batch)
+
+
+def _free_disk_bytes(directory: str) -> int:
+  """Free bytes where `directory` is (or will be created), plus what its `.npy` files hold.
+
+  The host stores' files are re-created (truncated) when the tables are built, so the
+  blocks of earlier ones count as free; counting every `.npy` file there errs on the side
+  of not refusing.
+  """
+  d = os.path.abspath(directory)
+  while not os.path.isdir(d) and os.path.dirname(d) != d:
+    d = os.path.dirname(d)
+  free = disk.free_bytes(d)
+  if os.path.isdir(directory):
+    for name in os.listdir(directory):
+      path = os.path.join(directory, name)
+      if name.endswith(".npy") and os.path.isfile(path):
+        free += os.stat(path).st_blocks * 512
+  return free
+
+
+def check_host_stores(
+  plan,
+  offload_cfg,
+  devices,
+  host_bytes: int | None = None,
+  disk_bytes: int | None = None,
+  checkpoints: bool = True,
+) -> None:
+  """Raises `ResourceError` if the offloaded tables' host stores cannot fit.
+
+  Args:
+    plan: The tables' `planner.Plan` (placements and per-table bytes, optimizer slots
+      included); called before the tables are built.
+    offload_cfg: `config.offload` (its `disk_dir`).
+    devices: The mesh's devices: on CPU devices the device caches and tables share host
+      memory with the stores.
+    host_bytes: Available host memory (default: `available_host_bytes()`).
+    disk_bytes: Free bytes under `offload_cfg.disk_dir` (default: measured).
+    checkpoints: The run saves checkpoints: a save copies each store on disk beside it
+      first (`HostStore.snapshot`), so `disk_dir` needs room for two.
+  """
+  stores = [c for c in plan.costs if plan.strategies.get(c.name) == planner.OFFLOAD]
+  need = sum(c.bytes for c in stores)
+  if not need:
+    return
+  biggest = max(stores, key=lambda c: c.bytes)
+  what = (
+    f"the host stores of {len(stores)} offloaded table(s) (rows and optimizer slots; largest "
+    f"{biggest.name}: {biggest.rows:,} rows x {biggest.row_bytes} bytes = "
+    f"{biggest.bytes / GiB:.2f} GiB) need {need / GiB:.2f} GiB"
+  )
+  disk_dir = os.path.expanduser(offload_cfg.disk_dir)
+  if disk_dir:
+    have = _free_disk_bytes(disk_dir) if disk_bytes is None else disk_bytes
+    copies = 2 if checkpoints else 1
+    if copies * need > have:
+      twice = f" ({copies * need / GiB:.2f} GiB with a checkpoint's copy)" if checkpoints else ""
+      raise ResourceError(
+        f"{what}{twice} in config.offload.disk_dir={disk_dir} but {have / GiB:.2f} GiB is "
+        "free there. Point offload.disk_dir at a larger disk, or use fewer rows "
+        "(embedding.method=hashing/qr, dataset min_count) or a slot-free optimizer "
+        "(embedding.optimizer=sgd)"
+      )
+    return
+  have = available_host_bytes() if host_bytes is None else host_bytes
+  on_cpu = all(d.platform == "cpu" for d in devices)
+  device = sum(plan.per_device) if on_cpu else 0  # caches and tables in the same memory
+  if have is not None and need + device > have:
+    also = f" (and the CPU devices' tables and caches {device / GiB:.2f} GiB)" if device else ""
+    raise ResourceError(
+      f"{what} of host memory{also} but {have / GiB:.2f} GiB is available. Set "
+      "config.offload.disk_dir to keep them in memory-mapped files on disk, or use fewer rows "
+      "(embedding.method=hashing/qr, dataset min_count)"
+    )

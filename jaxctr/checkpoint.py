@@ -7,6 +7,11 @@ the paths are checked against the freshly built state, so a checkpoint from a
 different model or config fails with a message naming the first mismatch
 instead of loading garbage. Checkpoints of the earlier dict training state
 (paths ``['emb'][...]``) restore into the typed state (``.emb[...]``) by path.
+
+Host (numpy) arrays are written without orbax's defensive deep copy: the only ones in a
+jaxctr state are offloaded tables' snapshots (`HostStore.snapshot`), already private
+copies, and a second copy would double the memory a save of a large table takes (or,
+for a memory-mapped snapshot, put the whole table in memory).
 """
 
 from __future__ import annotations
@@ -59,6 +64,17 @@ def _saved_index(saved: list[str], paths: list[str], where: str) -> list[int]:
   return [by_path[p] for p in paths]
 
 
+_HOST_HANDLER = None
+
+
+def _write_host_arrays_in_place(ocp) -> None:
+  """Registers orbax's numpy handler without its deep copy (once per process)."""
+  global _HOST_HANDLER
+  if _HOST_HANDLER is None:
+    _HOST_HANDLER = ocp.type_handlers.NumpyHandler(deepcopy_host_arrays=False)
+    ocp.type_handlers.register_type_handler(np.ndarray, _HOST_HANDLER, override=True)
+
+
 class Checkpointer:
   """Saves and restores (state, meta) under ``directory`` with a CheckpointManager.
 
@@ -73,6 +89,7 @@ class Checkpointer:
     import orbax.checkpoint as ocp
 
     self._args = ocp.args
+    _write_host_arrays_in_place(ocp)
     self.directory = os.path.abspath(os.path.expanduser(directory))
     options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True

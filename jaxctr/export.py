@@ -35,7 +35,7 @@ from flax import nnx
 
 from jaxctr import checkpoint as ckpt_lib
 from jaxctr import train
-from jaxctr.data import preprocess, sequences
+from jaxctr.data import fingerprint, preprocess, sequences
 from jaxctr.embeddings import quantization
 from jaxctr.embeddings.specs import SEQUENCE
 from jaxctr.serving import artifact as art
@@ -244,6 +244,9 @@ def export(
     "max_abs_error": bounds,
     "platforms": list(platforms),
   }
+  data_dir = trainer.dataset.data_dir
+  source = fingerprint.load(data_dir) if data_dir else None
+  schema["encoder"] = art.encoder_record(tmp, schema, source)
   with open(os.path.join(tmp, art.SCHEMA_FILE), "w") as fh:
     json.dump(schema, fh, indent=1)
   os.rename(tmp, final)

@@ -16,10 +16,10 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxctr import bounds, models, parallel
 from jaxctr import crosses as crosses_lib
 from jaxctr import exchange as exchange_lib
 from jaxctr import features as features_lib
-from jaxctr import models, parallel
 from jaxctr.data import preprocess
 from jaxctr.embeddings import backends, planner
 from jaxctr.embeddings import numeric as numeric_lib
@@ -69,9 +69,11 @@ def plan_tables(config, features, tables, mesh, recipe) -> planner.Plan:
   """Where every table lives: user pins, then the planner's choice within the budget."""
   cfg = config.embedding
   probe = EmbeddingCollection(features, tables, stack_tables=False)  # physical tables only
-  # Offload applies to physical tables (a DHE feature has none).
+  # Offload applies to tables with physical rows (a DHE feature has none); a hashed or QR
+  # table's physical tables are named `<table>/<part>` and planned under the logical name.
+  physical = {n.split("/")[0] for n in probe.tables}
   offloaded = offload_lib.offloaded_tables(config.offload, tables)
-  pins = {name: how for name, how in offloaded.items() if name in probe.tables}
+  pins = {name: how for name, how in offloaded.items() if name in physical}
   pins.update(cfg.per_table_strategy)
   loads = planner.table_loads(probe, config.batch_size)
   return planner.plan(
@@ -148,6 +150,10 @@ def build(config, features, dataset, mesh, recipe) -> Built:
     emb_features.append(cross.feature())
     tables.append(cross.table(features_lib.optimizer_spec(config.embedding, cross.key, features)))
   plan = plan_tables(config, emb_features, tables, mesh, recipe)
+  # Before the host stores of offloaded tables are allocated and initialised (below).
+  bounds.check_host_stores(
+    plan, config.offload, mesh.devices.flat, checkpoints=config.checkpoint.enabled
+  )
   collection = EmbeddingCollection(
     emb_features,
     tables,

@@ -357,6 +357,7 @@ def train_and_evaluate(
   speed = _Throughput(config.batch_size, start_step)
   bar = writer.progress(total_steps, initial=start_step, enabled=config.progress_bar)
   batches = trainer.batches("train", train=True, start_step=start_step)
+  peer_lost = False
   try:
     while step < total_steps and not (stop_at_step is not None and step >= stop_at_step):
       state, out = trainer.train_step(state, next(batches))
@@ -384,10 +385,18 @@ def train_and_evaluate(
         logging.info("early stopping at step %d (best %s=%s)", step, stopper.monitor, stopper.best)
         break
     guard.check()
+  except jax.errors.JaxRuntimeError:
+    # In a multi-process job a failed collective means a peer has probably died; an
+    # in-flight async save then waits in a cross-process barrier for it until the heartbeat
+    # timeout, and JAX aborts the process. The caller ends it at once instead
+    # (`cli.exit_on_peer_failure`); a save left unfinished is ignored on restart.
+    peer_lost = jax.process_count() > 1
+    raise
   finally:
     bar.close()
     batches.close()
-    ckpts.wait()
+    if not peer_lost:
+      ckpts.wait()
 
   # ---- final evaluation
   result: dict[str, Any] = {"model": config.model, "step": step}

@@ -36,8 +36,9 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from jaxctr.data import behaviour, builders, preprocess, sequences
+from jaxctr.data import behaviour, builders, preprocess, sequences, storage
 from jaxctr.data.parsers import DataError
+from jaxctr.data.storage import ParseReport
 
 SPLITS = builders.SPLITS
 HISTORIES = (
@@ -61,6 +62,7 @@ class BehaviourBuilderConfig(tfds.core.BuilderConfig):
     negatives: Sampled negatives per observed behaviour (UserBehavior).
     min_history: Behaviours needed before a target becomes a sample (UserBehavior).
     synthetic: Generator config and split sizes (synthetic_behaviour).
+    strict: Fail on the first malformed row instead of skipping and counting it.
   """
 
   categorical: tuple[str, ...] = behaviour.CATEGORICAL
@@ -74,6 +76,7 @@ class BehaviourBuilderConfig(tfds.core.BuilderConfig):
   min_history: int = 1
   synthetic: behaviour.BehaviourConfig | None = None
   sizes: tuple[int, int, int] = (0, 0, 0)
+  strict: bool = False
 
 
 def _with_len(max_len: int) -> tuple[sequences.SequenceColumn, ...]:
@@ -220,31 +223,94 @@ def _vocabularies(train_rows, c: BehaviourBuilderConfig):
   return {k: sequences.TokenVocabulary(v, c.min_count) for k, v in tokens.items()}
 
 
-def read_bars_csv(path: str, c: BehaviourBuilderConfig) -> dict[str, list]:
-  """A BARS behaviour CSV -> token rows; errors name the file, line and column."""
+def _csv_lines(path: str):
+  """(line number, fields, None) of each CSV line of `path`, or (line, None, why it is bad).
+
+  Read as bytes line by line, so a line of any length, bytes that are not UTF-8, NUL bytes
+  or a field over the csv module's limit make one bad row, never an exception that ends
+  the preparation. Blank lines are skipped.
+  """
+  storage.check_file(path)  # a directory, missing, empty or unreadable file: DataError
+  try:
+    fh = open(path, "rb")  # noqa: SIM115 - closed below
+  except OSError as e:
+    raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
+  with fh:
+    line = 0
+    while True:
+      try:
+        raw = fh.readline()
+      except OSError as e:  # e.g. EIO on a failing disk
+        raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
+      if not raw:
+        return
+      line += 1
+      raw = raw.rstrip(b"\r\n")
+      if not raw.strip():
+        continue
+      if b"\x00" in raw:
+        yield line, None, "NUL byte in the line"
+        continue
+      try:
+        text = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        yield line, None, f"not UTF-8 text (byte {e.start} of the line)"
+        continue
+      try:
+        yield line, next(csv.reader([text])), None
+      except csv.Error as e:  # e.g. "field larger than field limit (131072)"
+        yield line, None, str(e)
+
+
+def read_bars_csv(
+  path: str,
+  c: BehaviourBuilderConfig,
+  report: ParseReport | None = None,
+  strict: bool | None = None,
+) -> dict[str, list]:
+  """A BARS behaviour CSV -> token rows.
+
+  A malformed row (wrong field count, a label that is not a number in [0, 1], bytes that
+  are not UTF-8 text, ...) is skipped, counted in `report` and, for the first few, logged
+  as `file:line: reason`; with `strict` (default: `c.strict`) it raises `DataError` with
+  that message. A file without a usable header raises `DataError` naming it.
+  """
+  report = ParseReport() if report is None else report
+  strict = c.strict if strict is None else strict
   need = ("label", *c.categorical, *(s.name for s in c.sequences))
   rows: dict[str, list] = {k: [] for k in need}
-  with open(path, newline="") as fh:
-    reader = csv.reader(fh)
-    header = next(reader, None)
-    if header is None:
-      raise DataError(f"{path}: empty file (expected a header with {need})")
-    missing = [k for k in need if k not in header]
-    if missing:
-      raise DataError(f"{path}: header lacks columns {missing}; has {header}")
-    where = {k: header.index(k) for k in need}
-    seps = {s.name: s.separator for s in c.sequences}
-    for line, rec in enumerate(reader, start=2):
-      if len(rec) != len(header):
-        raise DataError(f"{path}:{line}: {len(rec)} fields, the header has {len(header)}")
-      try:
-        rows["label"].append(float(rec[where["label"]]))
-      except ValueError as e:
-        raise DataError(f"{path}:{line}: label {rec[where['label']]!r} is not a number") from e
-      for n in c.categorical:
-        rows[n].append(rec[where[n]])
-      for n, sep in seps.items():
-        rows[n].append(sequences.split_tokens(rec[where[n]], sep))
+  lines = _csv_lines(path)
+  line, header, why = next(lines, (0, None, None))
+  if why is not None:  # without its header no row of the file can be read
+    raise DataError(f"{path}:{line}: bad header: {why}")
+  if header is None:
+    raise DataError(f"{path}: empty file (expected a header with {need})")
+  missing = [k for k in need if k not in header]
+  if missing:
+    raise DataError(f"{path}: header lacks columns {missing}; has {header}")
+  where = {k: header.index(k) for k in need}
+  seps = {s.name: s.separator for s in c.sequences}
+  for line, rec, why in lines:
+    if why is not None:
+      report.bad(f"{path}:{line}: {why}", strict)
+      continue
+    if len(rec) != len(header):
+      report.bad(f"{path}:{line}: {len(rec)} fields, the header has {len(header)}", strict)
+      continue
+    raw_label = rec[where["label"]]
+    try:
+      label = float(raw_label)
+    except ValueError:
+      label = None
+    if label is None or not 0.0 <= label <= 1.0:  # NaN fails both comparisons
+      report.bad(f"{path}:{line}: label {raw_label[:40]!r} is not a number in [0, 1]", strict)
+      continue
+    report.rows += 1
+    rows["label"].append(label)
+    for n in c.categorical:
+      rows[n].append(rec[where[n]])
+    for n, sep in seps.items():
+      rows[n].append(sequences.split_tokens(rec[where[n]], sep))
   return rows
 
 
@@ -260,11 +326,15 @@ class BarsBehaviour(_BehaviourBuilder):
 
   def _load(self, dl_manager):
     c = self.builder_config
-    train = read_bars_csv(self._manual_file(dl_manager, "train.csv"), c)
-    test = read_bars_csv(self._manual_file(dl_manager, "test.csv"), c)
+    report = ParseReport()
+    train_path = self._manual_file(dl_manager, "train.csv")
+    train = read_bars_csv(train_path, c, report)
+    if not train["label"]:
+      raise DataError(f"{train_path}: no valid rows (first errors: {report.errors})")
+    test = read_bars_csv(self._manual_file(dl_manager, "test.csv"), c, report)
     valid_path = self._manual_file(dl_manager, "valid.csv", required=False)
     if valid_path is not None:
-      valid = read_bars_csv(valid_path, c)
+      valid = read_bars_csv(valid_path, c, report)
     else:  # hold out a hashed share of train (hyperparameters are chosen on valid, not test)
       lines = np.arange(1, len(train["label"]) + 1)
       which = builders.ratio_split(lines, (1.0 - c.valid_fraction, c.valid_fraction), c.seed)
@@ -276,28 +346,59 @@ class BarsBehaviour(_BehaviourBuilder):
     splits = {s: _encode_split(r, c, vocabs) for s, r in zip(SPLITS, (train, valid, test))}
     sizes = {k: v.size for k, v in vocabs.items()}
     feats = sequences.features(c.categorical, c.sequences, sizes)
-    return splits, feats, None, {"vocab": sizes}, vocabs
+    extra = {"vocab": sizes, **_report_extra(report, self.name)}
+    return splits, feats, None, extra, vocabs
 
 
-def read_user_behavior(path: str) -> dict[str, np.ndarray]:
-  """UserBehavior.csv (user,item,category,behavior,timestamp) -> columns; bad lines raise."""
-  cols: dict[str, list] = {k: [] for k in ("user", "item", "category", "behavior", "timestamp")}
-  with open(path, newline="") as fh:
-    for line, rec in enumerate(csv.reader(fh), start=1):
-      if len(rec) != 5:
-        raise DataError(
-          f"{path}:{line}: {len(rec)} fields, expected 5 (user,item,category,behavior,timestamp)"
-        )
-      try:
-        ts = int(rec[4])
-      except ValueError as e:
-        raise DataError(f"{path}:{line}: timestamp {rec[4]!r} is not an integer") from e
-      for k, v in zip(("user", "item", "category", "behavior"), rec[:4]):
-        cols[k].append(v)
-      cols["timestamp"].append(ts)
+def read_user_behavior(
+  path: str, report: ParseReport | None = None, strict: bool = False
+) -> dict[str, np.ndarray]:
+  """UserBehavior.csv (user,item,category,behavior,timestamp) -> columns.
+
+  A malformed row (not 5 fields, an empty id, a timestamp that is not an integer in
+  [0, 2^63), bytes that are not UTF-8 text, ...) is skipped and counted in `report` (the
+  first few logged as `file:line: reason`); with `strict` it raises `DataError`.
+  """
+  report = ParseReport() if report is None else report
+  names = ("user", "item", "category", "behavior", "timestamp")
+  cols: dict[str, list] = {k: [] for k in names}
+  for line, rec, why in _csv_lines(path):
+    if why is not None:
+      report.bad(f"{path}:{line}: {why}", strict)
+      continue
+    if len(rec) != 5:
+      report.bad(
+        f"{path}:{line}: {len(rec)} fields, expected 5 (user,item,category,behavior,timestamp)",
+        strict,
+      )
+      continue
+    empty = [k for k, v in zip(names[:3], rec[:3]) if not v.strip()]
+    if empty:
+      report.bad(f"{path}:{line}: empty {', '.join(empty)}", strict)
+      continue
+    try:
+      ts = int(rec[4])
+    except ValueError:  # also a number of more than 4300 digits
+      ts = None
+    if ts is None or not 0 <= ts < 1 << 63:
+      report.bad(f"{path}:{line}: timestamp {rec[4][:40]!r} is not an integer in [0, 2^63)", strict)
+      continue
+    report.rows += 1
+    for k, v in zip(names[:4], rec[:4]):
+      cols[k].append(v)
+    cols["timestamp"].append(ts)
   out = {k: np.asarray(v, dtype=object) for k, v in cols.items() if k != "timestamp"}
   out["timestamp"] = np.asarray(cols["timestamp"], np.int64)
   return out
+
+
+def _report_extra(report: ParseReport, name: str) -> dict:
+  """What a preparation records of its malformed rows (as the CTR builders do)."""
+  if report.skipped:
+    logging.warning(
+      "%s: skipped %d malformed rows (first: %s)", name, report.skipped, report.errors
+    )
+  return {"rows_parsed": report.rows, "rows_skipped": report.skipped, "first_errors": report.errors}
 
 
 def behaviour_samples(
@@ -371,7 +472,11 @@ class UserBehavior(_BehaviourBuilder):
 
   def _load(self, dl_manager):
     c = self.builder_config
-    log = read_user_behavior(self._manual_file(dl_manager, "UserBehavior.csv"))
+    report = ParseReport()
+    path = self._manual_file(dl_manager, "UserBehavior.csv")
+    log = read_user_behavior(path, report, c.strict)
+    if not len(log["timestamp"]):
+      raise DataError(f"{path}: no valid rows (first errors: {report.errors})")
     # The log's ids are anonymised integers; vocabularies make them dense (0 stays OOV).
     vocabs = {
       "user_id": sequences.TokenVocabulary(log["user"]),
@@ -399,7 +504,7 @@ class UserBehavior(_BehaviourBuilder):
       }
     sizes = {k: v.size for k, v in vocabs.items()}
     feats = sequences.features(behaviour.CATEGORICAL, c.sequences, sizes)
-    return splits, feats, None, {"vocab": sizes}, vocabs
+    return splits, feats, None, {"vocab": sizes, **_report_extra(report, self.name)}, vocabs
 
 
 BUILDERS = {

@@ -148,8 +148,9 @@ class Offloaded(Backend):
     return self.manager.empty_cache(self.stack.name)
 
   def saved(self, entry):
-    # Callers flush first (`Tables.save_tree`); a copy, since training goes on meanwhile.
-    return {k: np.array(v) for k, v in self.manager.stacks[self.stack.name].store.arrays.items()}
+    # Callers flush first (`Tables.save_tree`); a copy, since training goes on meanwhile
+    # (streamed to disk for a memory-mapped store: `HostStore.snapshot`).
+    return self.manager.stacks[self.stack.name].store.snapshot()
 
   def template(self, entry):
     return {

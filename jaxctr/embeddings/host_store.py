@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from collections.abc import Mapping
 
 import jax
@@ -22,6 +23,7 @@ from jaxctr.embeddings import collection as coll_lib
 from jaxctr.embeddings import optimizers, quantization
 
 _CHUNK_ELEMENTS = 1 << 24  # elements generated per init call: 64 MiB of fp32
+SNAPSHOT_CHUNK_BYTES = 64 << 20  # bytes copied at a time into a checkpoint snapshot
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -62,6 +64,7 @@ class HostStore:
 
   def __init__(self, stack: coll_lib.Stack, key: jax.Array, disk_dir: str = ""):
     self.stack = stack
+    self.disk_dir = disk_dir
     self.layout = _entry_layout(stack)
     self.arrays: dict[str, np.ndarray] = {}
     for name, (width, dtype) in self.layout.items():
@@ -97,6 +100,32 @@ class HostStore:
           self.arrays[name][off + r : off + r + n] = np.asarray(v)
     for slot in optimizers.get(s.optimizer).slots:
       self.arrays[slot.name][:] = slot.init(s.optimizer)
+
+  def snapshot(self) -> dict[str, np.ndarray]:
+    """A copy of every array that training's later writes leave alone (async checkpoints).
+
+    A store in RAM is copied. A memory-mapped one (a table larger than RAM) is copied in
+    row chunks of `SNAPSHOT_CHUNK_BYTES` into a file beside it, which is unlinked at once:
+    the copy costs disk, not memory, and its blocks are freed when the checkpoint writer
+    drops the mapping (or the process dies). Its space is reserved first, so a full disk
+    is a `disk.DiskSpaceError`, not a SIGBUS while copying.
+    """
+    if not self.disk_dir:
+      return {k: v.copy() for k, v in self.arrays.items()}
+    out = {}
+    for name, v in self.arrays.items():
+      fd, path = tempfile.mkstemp(prefix=f".snapshot-{name}-", suffix=".npy", dir=self.disk_dir)
+      os.close(fd)
+      try:
+        snap = np.lib.format.open_memmap(path, "w+", v.dtype, v.shape)
+        disk.reserve(path, os.path.getsize(path), "config.offload.disk_dir (checkpoint copy)")
+      finally:
+        os.unlink(path)
+      step = max(1, SNAPSHOT_CHUNK_BYTES // max(v.strides[0], 1))
+      for lo in range(0, len(v), step):
+        snap[lo : lo + step] = v[lo : lo + step]
+      out[name] = snap
+    return out
 
   def gather(self, rows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[rows] for k, v in self.arrays.items()}

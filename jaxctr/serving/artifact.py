@@ -19,11 +19,19 @@
   truncation and shared table).
 
 Every array file is loaded with ``allow_pickle=False``.
+
+The schema's ``encoder`` entry records what encodes raw requests as exported: a SHA-256 of
+each encoder file (``ENCODER_FILES``) and of the schema's sections that encode raw values
+(``ENCODER_SECTIONS``: numeric statistics and preprocessing, history columns, hashed
+crosses), and the fingerprint of the raw files the prepared data (and so the
+vocabularies) came from. Loading checks the files against it: a vocabulary edited or
+replaced after export would map keys to rows the tables were not trained for, silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -47,8 +55,67 @@ EXPORT_DTYPES = ("float32", "float16", "int8")
 ERROR_BOUND = {"float32": 0.0, "float16": 2.0**-11, "int8": 0.5 / 127}
 
 
+ENCODER_FILES = (VOCAB_FILE,)  # files of the version that encode raw values (hashed)
+ENCODER_SECTIONS = ("dataset", "sequences", "crosses")  # schema.json's parts that do
+
+
 class ArtifactError(ValueError):
   """An artifact is missing, incomplete or of another format."""
+
+
+def _sha256_file(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as fh:
+    while block := fh.read(1 << 20):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _sections_sha256(schema: dict) -> str:
+  # Through JSON and back: hashed as schema.json will read (tuples, int keys).
+  sections = json.loads(json.dumps({k: schema.get(k) for k in ENCODER_SECTIONS}))
+  return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()
+
+
+def encoder_record(path: str, schema: dict, source: dict | None) -> dict:
+  """The schema's ``encoder`` entry of the version being written at ``path``.
+
+  Args:
+    path: The version's directory, its encoder files already written.
+    schema: The version's schema, every `ENCODER_SECTIONS` entry set.
+    source: The fingerprint of the prepared data's raw files
+      (`jaxctr.data.fingerprint`), None where the data has none (in memory).
+  """
+  return {
+    "files": {f: _sha256_file(os.path.join(path, f)) for f in ENCODER_FILES},
+    "sections_sha256": _sections_sha256(schema),
+    "source": source,
+  }
+
+
+def check_encoder(path: str, schema: dict) -> None:
+  """Raises `ArtifactError` naming each encoder file that differs from the export's record."""
+  record = schema.get("encoder")
+  if record is None:
+    return  # exported before artifacts recorded their encoder: nothing to check against
+  problems = []
+  for name, want in sorted(record["files"].items()):
+    f = os.path.join(path, name)
+    if not os.path.exists(f):
+      problems.append(f"{f} is missing")
+    elif (got := _sha256_file(f)) != want:
+      problems.append(f"{f} changed after export (sha256 {got[:12]}, recorded {want[:12]})")
+  if _sections_sha256(schema) != record["sections_sha256"]:
+    problems.append(
+      f"{os.path.join(path, SCHEMA_FILE)}: its {', '.join(ENCODER_SECTIONS)} sections (numeric "
+      "statistics, preprocessing, history columns, crosses) changed after export"
+    )
+  if problems:
+    raise ArtifactError(
+      "the encoder of this version no longer matches the one it was exported with: "
+      + "; ".join(problems)
+      + ". Raw values would be encoded differently from training; export the model again."
+    )
 
 
 def list_versions(model_dir: str) -> list[int]:
@@ -123,6 +190,7 @@ class Artifact:
     base = os.path.basename(self.path)
     # The directory name is the version (a copied or renamed version keeps working).
     self.version = int(base) if base.isdigit() else int(self.schema["version"])
+    check_encoder(self.path, self.schema)
     self.features = tuple(FeatureSpec.from_json(f) for f in self.schema["features"])
     tables = {n: table_from_json(t) for n, t in self.schema["tables"].items()}
     self.plans, self.phys_features, _ = encoders.expand(self.features, tables)

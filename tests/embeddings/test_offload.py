@@ -207,3 +207,19 @@ def test_failing_write_back_stops_training(data_dir, tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match="write-back") as e:
     train.train_and_evaluate(_config(data_dir, True, **{"offload.cache_rows": 3600}), str(tmp_path))
   assert isinstance(e.value.__cause__, OSError)
+
+
+def test_hashed_tables_are_offloaded_and_train_bit_identically(data_dir, tmp_path):
+  # A hashed table's physical table is `<table>/hash`; offload.enabled must still place it
+  # on the host (it was once silently left on the device).
+  kw = {"embedding.method": "hashing", "embedding.num_buckets": 20_000, "total_steps": 8}
+  ref = train.train_and_evaluate(_config(data_dir, False, **kw), str(tmp_path / "dev"))
+  r = train.train_and_evaluate(_config(data_dir, True, **kw), str(tmp_path / "off"))
+  plan = json.load(open(tmp_path / "off" / "plan.json"))
+  assert set(plan["placements"].values()) == {"offload"}
+  for k in ("valid_auc", "valid_logloss", "test_auc", "test_logloss"):
+    assert r[k] == ref[k], k
+  saved, ref_saved = _saved(str(tmp_path / "off")), _saved(str(tmp_path / "dev"))
+  assert sorted(saved) == sorted(ref_saved)
+  for k, v in ref_saved.items():
+    np.testing.assert_array_equal(saved[k], v, err_msg=k)

@@ -1,12 +1,13 @@
 """Hostile input: the malformed-input corpus (benchmarks/malformed.py) with a 256 KiB line."""
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
 from benchmarks import malformed
-from jaxctr.data import builders, parsers
+from jaxctr.data import behaviour_builders, builders, parsers
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +17,14 @@ def corpus(tmp_path_factory):
 
 def test_every_case_counted_reported_and_strict(corpus):
   kinds = {(c.fmt, c.name) for c in corpus}
-  for fmt in ("criteo", "avazu", "libfm"):
+  for fmt in malformed.FORMATS:
     for name in ("truncated", "binary_garbage", "long_line", "nan_inf", "negative_id",
                  "overflow_id", "bad_utf8", "empty_file", "directory", "missing_file"):  # fmt: skip
       assert (fmt, name) in kinds
   results = {(c.fmt, c.name): malformed.check(c) for c in corpus}
   bad = {k: v for k, v in results.items() if v[0] != "ok"}
   assert not bad, bad
-  assert sum(len(c.bad_lines) for c in corpus) >= 40
+  assert sum(len(c.bad_lines) for c in corpus) >= 80
   assert "is a directory" in results[("libfm", "directory")][1]
 
 
@@ -56,3 +57,43 @@ def test_builder_prepares_around_bad_rows(tmp_path, corpus):
     builders.load_dataset("criteo", str(tmp_path / "d"), manual_dir=str(manual),
                           builder_kwargs={"config": strict})  # fmt: skip
   assert os.path.exists(manual / "train.txt")
+
+
+def _concat(cases, out, header=b""):
+  """One file of every case's lines (each case's header dropped): bad lines at known places."""
+  with open(out, "wb") as fh:
+    fh.write(header)
+    for c in cases:
+      body = open(c.path, "rb").read()
+      if header:
+        body = body.split(b"\n", 1)[1]
+      fh.write(body.rstrip(b"\n") + b"\n")
+
+
+@pytest.mark.parametrize("fmt", ["bars", "userbehavior"])
+def test_behaviour_builders_prepare_around_bad_rows(tmp_path, corpus, fmt):
+  """End to end: behaviour files holding every row-level defect still prepare; strict fails."""
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  cases = [c for c in corpus if c.fmt == fmt and c.bad_lines and "long" not in c.name]
+  if fmt == "bars":
+    name, builder = "bars_behaviour/taobao_ad", behaviour_builders.BarsBehaviour
+    _concat(cases, manual / "train.csv", malformed.BARS_HEADER + b"\n")
+    good = [malformed.ROW[fmt](i) for i in range(20)]
+    (manual / "test.csv").write_bytes(b"\n".join([malformed.BARS_HEADER, *good]) + b"\n")
+    files = ["train.csv"]
+  else:
+    name, builder = "user_behavior", behaviour_builders.UserBehavior
+    _concat(cases, manual / "UserBehavior.csv")
+    files = ["UserBehavior.csv"]
+  ds = builders.load_dataset(name, str(tmp_path / "d"), manual_dir=str(manual))
+  extra = ds.info.extra
+  assert extra["rows_skipped"] == sum(len(c.bad_lines) for c in cases)
+  assert extra["rows_parsed"] >= sum(c.good for c in cases)
+  assert len(extra["first_errors"]) == 5
+  assert all(f"{files[0]}:" in e for e in extra["first_errors"])
+  base = builder.BUILDER_CONFIGS[-1 if fmt == "bars" else 0]  # taobao_ad / default
+  strict = dataclasses.replace(base, name="strict", strict=True)
+  with pytest.raises(parsers.DataError, match=rf"{files[0]}:\d+: "):
+    builders.load_dataset(name.split("/")[0], str(tmp_path / "d"), manual_dir=str(manual),
+                          builder_kwargs={"config": strict})  # fmt: skip
