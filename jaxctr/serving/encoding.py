@@ -23,7 +23,10 @@ Bad values raise `RequestError` naming the feature and the instance.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -69,19 +72,45 @@ for _i, _c in enumerate("0123456789abcdef"):
   _HEX[ord(_c)] = _HEX[ord(_c.upper())] = _i
 
 
+_NULL8 = "\0" * 8  # a missing value's stand-in below: NUL is no hex digit
+_HIGH_NIBBLES = np.uint64(0xF0F0F0F0F0F0F0F0)
+_HEX8 = re.compile("[0-9a-fA-F]{8}")
+
+
 def _criteo_keys_fast(values: Sequence) -> np.ndarray | None:
   """`criteo_key` of a column of 8-hex-digit strings and nulls; None if any value is not."""
+  # One ASCII buffer of all values, checked with numpy: a per-value conversion of strings
+  # to bytes would cost more than all the rest of a request's encoding.
+  values = values if isinstance(values, list) else list(values)
+  if len(values) <= 64:  # a few values (one instance): numpy's per-call costs dominate
+    keys = []
+    for v in values:
+      if v is None or v == "":
+        keys.append(MISSING_KEY)
+      elif type(v) is str and _HEX8.fullmatch(v):
+        keys.append(int(v, 16))
+      else:
+        return None
+    return np.array(keys, np.int64)
   try:
-    # S9: a 9th byte shows a string longer than 8 characters; non-ASCII text raises.
-    b = np.array(["" if v is None else v for v in values], "S9")
-  except (UnicodeEncodeError, TypeError, ValueError):
+    buf = "\t".join([v or _NULL8 for v in values]).encode("ascii")  # falsy: missing (or bad)
+  except (TypeError, UnicodeEncodeError):  # a value that is not a string, or not ASCII
     return None
-  if b.dtype != np.dtype("S9"):
+  if len(buf) != 9 * len(values) - 1:
     return None
-  raw = b.view(np.uint8).reshape(len(b), 9)
-  blank = ~raw.any(axis=1)
-  digits = _HEX[raw[:, :8]]
-  if (raw[:, 8] != 0).any() or ((digits > 15).any(axis=1) & ~blank).any():
+  raw = np.frombuffer(buf + b"\t", np.uint8).reshape(len(values), 9)
+  # Tabs exactly every 9th byte and hex digits or NULs elsewhere: every value has 8
+  # characters (a value with a tab would put a tab where a digit is).
+  if (raw[:, 8] != 9).any():
+    return None
+  raw = np.ascontiguousarray(raw[:, :8])
+  digits = np.take(_HEX, raw)
+  blank = raw.view(np.uint64)[:, 0] == 0
+  # A non-hex byte's value has high bits; only the blanks may have one, and the blanks must
+  # be the nulls and empty strings (not 0, false or a client's 8 NULs).
+  if ((digits.view(np.uint64)[:, 0] & _HIGH_NIBBLES) != 0).sum() != blank.sum():
+    return None
+  if blank.any() and blank.sum() != values.count(None) + values.count(""):
     return None
   packed = (digits[:, 0::2] << 4) | digits[:, 1::2]  # [n, 4] bytes, most significant first
   keys = np.ascontiguousarray(packed).view(">u4")[:, 0].astype(np.int64)
@@ -139,6 +168,7 @@ class RawEncoder:
         order = np.argsort(keys, kind="stable")
         keys, ids = keys[order], ids[order]
       self.vocabs.append((keys, ids))
+    self._joint = _joint_vocab(self.vocabs)
     pre = info.get("preprocess", {})
     self.transform = pre.get("numeric_transform", "log1p_standardize")
     st = info.get("numeric_stats", ())
@@ -209,6 +239,12 @@ class RawEncoder:
   def encode_keys(self, keys: np.ndarray, num_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw keys int64 [B, F] and raw numbers [B, N] (NaN = missing) -> model ids and values."""
     keys = np.asarray(keys, np.int64).reshape(len(keys), len(self.cat_names))
+    if self._joint is not None and keys.size and keys.min() >= -1 and keys.max() < _KEY_END:
+      codes, ids = self._joint  # every feature's lookups in one search
+      q = (keys + 1) | (np.arange(keys.shape[1], dtype=np.int64) << _KEY_BITS)
+      pos = np.minimum(np.searchsorted(codes, q), len(codes) - 1)
+      cat = np.where(codes[pos] == q, ids[pos], 0)  # unseen keys -> OOV id 0
+      return cat, self.encode_numbers(num_raw, len(keys))
     cat = np.empty(keys.shape, np.int32)
     for f, (vk, vi) in enumerate(self.vocabs):
       if not len(vk):  # every key is out of vocabulary
@@ -216,16 +252,28 @@ class RawEncoder:
         continue
       pos = np.minimum(np.searchsorted(vk, keys[:, f]), len(vk) - 1)
       cat[:, f] = np.where(vk[pos] == keys[:, f], vi[pos], 0)  # unseen keys -> OOV id 0
-    x = np.asarray(num_raw, np.float64).reshape(len(keys), len(self.num_names))
+    return cat, self.encode_numbers(num_raw, len(keys))
+
+  def encode_numbers(self, num_raw: np.ndarray, n: int) -> np.ndarray:
+    """Raw numbers [n, N] (NaN = missing) -> the model's prepared values."""
+    x = np.asarray(num_raw, np.float64).reshape(n, len(self.num_names))
     x = np.where(np.isnan(x), self.fill, x)
     if self.transform != "none":
       x = np.copysign(np.log1p(np.abs(x)), x)
     if self.transform == "log1p_standardize":
       x = (x - self.shift) / self.scale
-    return cat, x.astype(np.float32)
+    return x.astype(np.float32)
 
   def encode_columns(self, cols: Mapping[str, Sequence]) -> tuple[np.ndarray, np.ndarray]:
     """{feature: values} (every feature, equal lengths) -> (cat ids, num values)."""
+    return self.encode_keys(*self.parse_columns(cols))
+
+  def encode_instances(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+    """[{feature: value}, ...] -> (cat ids, num values)."""
+    return self.encode_keys(*self.parse_instances(rows))
+
+  def parse_columns(self, cols: Mapping[str, Sequence]) -> tuple[np.ndarray, np.ndarray]:
+    """{feature: values} -> raw keys [B, F] and raw numbers [B, N] (for `encode_keys`)."""
     check_names(cols, self.names)
     lens = {len(v) for v in cols.values()}
     if len(lens) != 1:
@@ -233,11 +281,14 @@ class RawEncoder:
     (n,) = lens
     cat = [v for name in self.cat_names for v in cols[name]]  # feature-major
     num = [v for name in self.num_names for v in cols[name]]
-    keys = self._keys(cat, n, rows_first=False)
-    return self.encode_keys(keys, self._numbers(num, n, rows_first=False))
+    return self._keys(cat, n, rows_first=False), self._numbers(num, n, rows_first=False)
 
-  def encode_instances(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
-    """[{feature: value}, ...] -> (cat ids, num values)."""
+  def parse_instances(self, rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray]:
+    """[{feature: value}, ...] -> raw keys [B, F] and raw numbers [B, N] (for `encode_keys`)."""
+    n = len(rows)
+    flat = self._same_order_values(rows)
+    if flat is not None:
+      return self._keys(flat[0], n, True), self._numbers(flat[1], n, True)
     names = self._name_set
     for i, r in enumerate(rows):
       if not isinstance(r, Mapping):
@@ -248,8 +299,23 @@ class RawEncoder:
         check_names(r, self.names, where=f"instance {i}: ")
     cat = [r[name] for r in rows for name in self.cat_names]  # row-major
     num = [r[name] for r in rows for name in self.num_names]
-    n = len(rows)
-    return self.encode_keys(self._keys(cat, n, True), self._numbers(num, n, True))
+    return self._keys(cat, n, True), self._numbers(num, n, True)
+
+  def _same_order_values(self, rows: Sequence) -> tuple[list, list] | None:
+    """Row-major categorical and numeric values of rows that are dicts of every feature in
+    one key order (as clients send them), read by position; None for other rows."""
+    if not rows or set(map(type, rows)) != {dict}:
+      return None
+    order = tuple(rows[0])
+    if len(order) != len(self.names) or not self._name_set.issuperset(order):
+      return None
+    if not all(tuple(r) == order for r in rows):
+      return None
+    pos = {k: i for i, k in enumerate(order)}
+    values = list(map(tuple, map(dict.values, rows)))
+    cat = itertools.chain.from_iterable(map(_getter([pos[k] for k in self.cat_names]), values))
+    num = itertools.chain.from_iterable(map(_getter([pos[k] for k in self.num_names]), values))
+    return list(cat), list(num)
 
   def _columns(self, flat: list, n: int, width: int, rows_first: bool) -> list[list]:
     if rows_first:
@@ -278,6 +344,37 @@ class RawEncoder:
     for j, col in enumerate(self._columns(flat, n, m, rows_first)):
       num[:, j] = self.num_values(j, col)
     return num
+
+
+def _getter(index: Sequence[int]):
+  """row tuple -> a tuple of its values at ``index``."""
+  index = list(index)
+  if index and index == list(range(index[0], index[0] + len(index))):  # a slice is faster
+    return operator.itemgetter(slice(index[0], index[0] + len(index)))
+  if len(index) == 1:  # itemgetter of one index returns the value itself
+    (i,) = index
+    return lambda r: (r[i],)
+  return operator.itemgetter(*index) if index else lambda r: ()
+
+
+_KEY_BITS = 33  # a key + 1 of up to 32 bits (the missing key -1 -> 0), then the feature index
+_KEY_END = (1 << _KEY_BITS) - 1  # keys below it fit
+
+
+def _joint_vocab(vocabs) -> tuple[np.ndarray, np.ndarray] | None:
+  """All vocabularies as one sorted array of (feature, key) codes, and their ids.
+
+  None if a key does not fit (Avazu's 63-bit hashes): those are looked up per feature.
+  """
+  if not vocabs or not any(len(k) for k, _ in vocabs):
+    return None
+  if any(len(k) and (k[0] < -1 or k[-1] >= _KEY_END) for k, _ in vocabs):
+    return None
+  codes = [
+    (np.asarray(k, np.int64) + 1) | (np.int64(f) << _KEY_BITS) for f, (k, _) in enumerate(vocabs)
+  ]
+  ids = [np.asarray(i, np.int32) for _, i in vocabs]
+  return np.concatenate(codes), np.concatenate(ids)
 
 
 class TokenEncoder:

@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from jaxctr.serving.artifact import Artifact
-from jaxctr.serving.encoding import InputBuilder, make_encoder
+from jaxctr.serving.encoding import InputBuilder, RawEncoder, make_encoder
 
 DEFAULT_BUCKETS = (1, 8, 32, 128, 512)
 
@@ -34,6 +34,9 @@ class ServableModel:
     self.artifact = Artifact(path)
     self.version = self.artifact.version
     self.encoder = make_encoder(self.artifact)
+    # Raw keys have a vectorised vocabulary lookup, run once per batch (`predict_batch`);
+    # behaviour datasets' string tokens are encoded per request.
+    self._keys_per_batch = isinstance(self.encoder, RawEncoder)
     self.inputs = InputBuilder(self.artifact)
     self.buckets = tuple(sorted(set(int(b) for b in buckets)))
     self.params = [jax.device_put(x) for x in self.artifact.params]
@@ -82,6 +85,19 @@ class ServableModel:
         x = np.concatenate([x, np.zeros((b - m, x.shape[1]), x.dtype)])
       out[lo:hi] = self._run(c, x)[:m]
     return out
+
+  def request_arrays(self, values, columnar: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A request's raw values (instances, or columns if ``columnar``) -> the arrays that
+    `predict_batch` takes, concatenated over the requests of a batch: raw keys and numbers,
+    or (behaviour datasets) encoded ids. Raises `RequestError` for bad values."""
+    enc = self.encoder
+    if self._keys_per_batch:
+      return enc.parse_columns(values) if columnar else enc.parse_instances(values)
+    return enc.encode_columns(values) if columnar else enc.encode_instances(values)
+
+  def predict_batch(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Probabilities [B] of `request_arrays` outputs (of one or several requests)."""
+    return self.predict_keys(a, b) if self._keys_per_batch else self.predict_encoded(a, b)
 
   def predict_instances(self, rows: Sequence[Mapping]) -> np.ndarray:
     """Probabilities of raw instances [{feature: raw value}, ...]."""

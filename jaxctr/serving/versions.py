@@ -120,7 +120,7 @@ class VersionManager:
       logging.exception("loading %s failed", path)
       self.failed[int(name) if name.isdigit() else -1] = f"{type(e).__name__}: {e}"
       return
-    batcher = DynamicBatcher(model.predict_encoded, self.max_batch, self.max_delay, self._run_pool)
+    batcher = DynamicBatcher(model.predict_batch, self.max_batch, self.max_delay, self._run_pool)
     batcher.start()
     new = Version(model, batcher)
     self.versions[model.version] = new
@@ -152,7 +152,8 @@ class VersionManager:
     return v
 
   async def predict(self, version: Version, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
-    """Runs one request on ``version`` (counted in flight until answered)."""
+    """Runs one request's `ServableModel.request_arrays` on ``version`` (counted in flight
+    until answered)."""
     version.inflight += 1
     try:
       b = version.batcher.max_batch

@@ -86,6 +86,12 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(served):
     (json.dumps({"instances": [dict(good, I1="3")]}), "'I1': expected a number"),
     (json.dumps({"instances": [dict(good, I2=True)]}), "'I2': expected a number"),
     ('{"instances": [' + json.dumps(good)[:-1] + ', "I1": NaN}]}', "NaN"),
+    ('{"instances": [' + json.dumps(good)[:-1] + ', "I1": 1e999}]}', "'I1': inf"),
+    (json.dumps({"instances": [dict(good, C1="\0" * 8)]}), "'C1': bad value"),
+    (
+      json.dumps({"instances": [good, dict(good, C1=True)] + [good] * 2}),
+      "instance 1: feature 'C1'",
+    ),
     (json.dumps({"instances": [good] * 9}), "limit is 8"),
     (json.dumps({"instances": []}), "no instances"),
     (json.dumps({"instances": good}), "must be a list"),
@@ -107,6 +113,33 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(served):
       assert msg in r.json()["error"], (msg, r.json())
     r = client.post("/v1/models/ctr:predict", json={"instances": rows[:3]})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+
+
+def test_standard_library_json_answers_as_orjson_does(served, monkeypatch):
+  """Without orjson (it is optional) the same bodies get the same answers."""
+  from jaxctr.serving import app as app_module
+
+  _, _, model_dir, rows, _ = served
+  bodies = [
+    json.dumps({"instances": rows[:7]}),
+    json.dumps({"inputs": {k: [r[k] for r in rows[:3]] for k in rows[0]}}),
+    '{"instances": [' + json.dumps(rows[0])[:-1] + ', "I1": NaN}]}',
+    b"{not json",
+  ]
+  answers = {}
+  for codec in ("orjson", "json"):
+    if codec == "json":
+      monkeypatch.setattr(app_module, "orjson", None)
+    else:
+      assert app_module.orjson is not None  # the test extra installs it
+    client, _ = _client(model_dir)
+    with client:
+      answers[codec] = []
+      for body in bodies:
+        r = client.post("/v1/models/ctr:predict", content=body)
+        answers[codec].append((r.status_code, r.json()))
+  assert [a[0] for a in answers["json"]] == [200, 200, 400, 400]
+  assert answers["json"] == answers["orjson"]
 
 
 def test_new_version_is_swapped_in_without_failing_a_request(served):
@@ -223,3 +256,80 @@ def test_request_keys_match_the_parsers():
   assert encoding._numbers_fast([1, None, 2.5]).tolist()[::2] == [1.0, 2.5]
   for bad in ([float("nan")], [float("inf")], [10**400], [True], ["1"]):
     assert encoding._numbers_fast(bad) is None
+
+
+def test_criteo_key_columns_equal_the_per_value_keys():
+  """Both sizes of the vectorised Criteo path agree with `criteo_key`, or give up (None)
+  whenever any value is one that `criteo_key` refuses (then the per-value path names it)."""
+  rng = np.random.default_rng(0)
+  bad = ["0", "\0" * 8, "abcdefgh", "1234567", "123456789", "12\t45678", 0, False, 5, 1.5,
+         "ÿ1234567", "0x123456", "+1234567", "1_234567", " 1234567", "١٢٣٤٥٦٧٨"]  # fmt: skip
+  gave_up = 0
+  for trial in range(400):
+    n = int(rng.integers(1, 40)) if trial % 2 else int(rng.integers(65, 400))
+    vals = []
+    for _ in range(n):
+      c = rng.random()
+      if c < 0.1:
+        vals.append(None)
+      elif c < 0.15:
+        vals.append("")
+      elif c < 0.152 + 0.01 * (trial % 2):
+        vals.append(bad[int(rng.integers(len(bad)))])
+      else:
+        vals.append(format(int(rng.integers(0, 2**32)), "08x" if c < 0.6 else "08X"))
+    try:
+      if any(not isinstance(v, (str, type(None))) for v in vals):
+        raise ValueError("not a string")
+      ref = [encoding.MISSING_KEY if v is None else encoding.criteo_key(v) for v in vals]
+    except ValueError:
+      ref = None
+    fast = encoding._criteo_keys_fast(vals)
+    if ref is None:
+      assert fast is None, vals
+      gave_up += 1
+    else:
+      assert fast is not None and fast.dtype == np.int64 and fast.tolist() == ref, vals
+  assert 20 < gave_up < 380  # both outcomes were exercised
+
+
+def test_request_parsing_fast_paths_equal_the_general_paths(served):
+  """Rows in one key order (read by position), in varying orders (read by name), columns,
+  and the joint vocabulary search all give the per-feature encoding."""
+  _, _, model_dir, rows, _ = served
+  from jaxctr.serving.artifact import Artifact
+
+  enc = encoding.RawEncoder(Artifact(os.path.join(model_dir, "1")))
+  assert enc._joint is not None
+  rows = rows * 3  # > 64 values per column: the numpy key path
+  rng = np.random.default_rng(0)
+  shuffled = [dict(sorted(r.items(), key=lambda _: rng.random())) for r in rows]
+  reordered = [dict(sorted(r.items(), reverse=True)) for r in rows]  # one order, not the schema's
+  assert enc._same_order_values(rows) is not None
+  assert enc._same_order_values(reordered) is not None
+  assert enc._same_order_values(shuffled) is None
+  keys = np.array([[encoding.MISSING_KEY if r[f] is None else encoding.criteo_key(r[f])
+                    for f in enc.cat_names] for r in rows])  # fmt: skip
+  num = np.array([[np.nan if r[f] is None else r[f] for f in enc.num_names] for r in rows])
+  per_feature = encoding.RawEncoder(Artifact(os.path.join(model_dir, "1")))
+  per_feature._joint = None
+  ref_cat, ref_num = per_feature.encode_keys(keys, num)
+  assert 0 < (ref_cat == 0).sum() < ref_cat.size  # some keys are out of vocabulary
+  cols = {f: [r[f] for r in rows] for f in enc.names}
+  for got in (
+    enc.encode_instances(rows),
+    enc.encode_instances(shuffled),
+    enc.encode_instances(reordered),
+    enc.encode_columns(cols),
+    enc.encode_keys(keys, num),
+  ):
+    np.testing.assert_array_equal(got[0], ref_cat)
+    np.testing.assert_array_equal(got[1], ref_num)
+  one = enc.encode_instances(rows[:1])
+  np.testing.assert_array_equal(one[0], ref_cat[:1])
+  # Keys that do not fit the joint search (beyond 32 bits) are looked up per feature.
+  wide = keys.copy()
+  wide[0, 0] = 2**40
+  np.testing.assert_array_equal(
+    enc.encode_keys(wide, num)[0], per_feature.encode_keys(wide, num)[0]
+  )
