@@ -26,6 +26,11 @@ exchange (``inv``). Inside the jitted step (`jax.shard_map`):
    the reverse ``all_to_all`` of the row gradients, summed per owned row;
 3. each owner applies its sparse optimizer to its rows locally (`update`).
 
+With per-process input (`route_local`, multi-process runs) a process sees only its own
+rows: each device's distinct ids are bucketed by owner on the host, the requests travel to
+the owners by one more ``all_to_all`` of ints inside the step, and owners sum the gradients
+of rows that several devices asked for before updating them (`dedup_sum`).
+
 Per-step communication is two all-to-alls of (devices x distinct ids per
 (requester, owner) pair x dim) values: proportional to the batch's ids, never
 to the vocabulary, and no table is ever all-gathered. Optimizer slots are
