@@ -131,3 +131,42 @@ def put_batch(tree, mesh: Mesh, rules):
 def put_replicated(tree, mesh: Mesh):
   """Host arrays that every process holds in full -> replicated global arrays."""
   return jax.tree.map(lambda x: put_global(x, mesh), tree)
+
+
+def process_rows(mesh: Mesh, rules, global_rows: int) -> tuple[int, int, int]:
+  """(first, stop, slices) of the global batch's rows held by this process's devices.
+
+  Per-process input reads only these rows, so they must be one contiguous range split
+  evenly over the process's devices (``slices`` of them, in mesh order), with process ``p``
+  holding the ``p``-th range: then the global batch is the processes' slices concatenated
+  in process order, as with one process.
+
+  Raises:
+    ValueError: when the batch sharding gives this process another set of rows.
+  """
+  s = NamedSharding(mesh, logical_to_spec(("batch",), rules))
+  got = set()
+  for idx in s.addressable_devices_indices_map((global_rows,)).values():
+    sl = idx[0]
+    got.add((sl.start or 0, global_rows if sl.stop is None else sl.stop))
+  spans = sorted(got)
+  lo, hi = spans[0][0], spans[-1][1]
+  contiguous = all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+  local = len(mesh.local_devices)
+  if not contiguous or len(spans) != local or lo != jax.process_index() * (hi - lo):
+    raise ValueError(
+      f"the batch sharding gives process {jax.process_index()} rows {spans} of "
+      f"{global_rows}; per-process input needs one range per process, in process order, "
+      f"split over its {local} devices"
+    )
+  return lo, hi, len(spans)
+
+
+def put_local_batch(tree, mesh: Mesh, rules):
+  """This process's rows of a global batch (`process_rows`) -> arrays split along the batch.
+
+  Every leaf's leading axis is this process's part of the global leading axis, so the
+  global arrays are the processes' parts concatenated in process order.
+  """
+  s = NamedSharding(mesh, logical_to_spec(("batch",), rules))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(s, np.asarray(x)), tree)

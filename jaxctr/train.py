@@ -105,6 +105,7 @@ class Trainer:
       exchange=self.exchange,
       skip_nonfinite=config.on_nonfinite == "skip",
     )
+    self.local_input = self._choose_input()
     # Predictions come back replicated, so every process can read all of them.
     self._train_step, self.eval_step = steps.jit_steps(self.fns, parallel.replicated(self.mesh))
     self._train_watch = hostmem.CompileWatch(self._train_step, reuse)
@@ -142,34 +143,84 @@ class Trainer:
     )
 
   # ------------------------------------------------------------------- data
+  def _choose_input(self) -> bool:
+    """Whether each process reads only its rows of every batch (``config.per_process_input``).
+
+    Otherwise every process reads, deduplicates and routes the whole global batch and
+    places only its devices' slices.
+    """
+    mode = self.config.per_process_input
+    if mode not in ("auto", "on", "off"):
+      raise ValueError(f"config.per_process_input: {mode!r}; expected auto|on|off")
+    if mode == "off" or (mode == "auto" and jax.process_count() == 1):
+      return False
+    why = self.tables.local_input_refusal()
+    if not why and self.exchange.mode == "partials":
+      why = "embedding.exchange='partials' routes per-sample partial sums over the global batch"
+    if not why and self.config.embedding.l2 and self.config.embedding.l2_mode == "dense":
+      why = "embedding.l2_mode='dense' updates every row from the global batch's ids"
+    sharded_axes = {
+      b.placement.axes for b in self.tables.backends.values() if hasattr(b, "placement")
+    }
+    batch_axes = parallel.as_axes(dict(self.rules)["batch"])
+    if not why and sharded_axes - {batch_axes}:
+      why = f"tables are split over {sorted(sharded_axes)}, the batch over {batch_axes}"
+    if not why:
+      try:
+        for size in (self.config.batch_size, self.config.eval_batch_size):
+          parallel.process_rows(self.mesh, self.rules, size)
+      except ValueError as e:
+        why = str(e)
+    if why and mode == "on":
+      raise ValueError(f"config.per_process_input='on' is not possible: {why}")
+    if why:
+      logging.warning(
+        "per-process input is off (every process reads the whole global batch): %s", why
+      )
+      return False
+    logging.info("per-process input: each of %d processes reads its rows", jax.process_count())
+    return True
+
   def _device_batch(self, batch) -> DeviceBatch:
     for cross in self.crosses:
       batch = dict(batch, **{cross.key: cross.ids(batch)})
+    keys = ("label", "num", "mask", *self.id_keys)  # raw ids: search keys of behaviour models
+    if self.local_input:  # this process's rows only; ids and rows move inside the step
+      n = len(self.mesh.local_devices)
+      ids = self.tables.prepare_local(batch, n, self.rules)
+      dev = parallel.put_local_batch(
+        {k: batch[k] for k in keys if k in batch}, self.mesh, self.rules
+      )
+      return DeviceBatch(dev, ids, batch)
     if self.exchange.mode == "partials":  # per-sample routing of the owners' partial sums
       ex, coll = self.exchange, self.collection
       ids = exchange_lib.put_ids(ex, coll, exchange_lib.prepare(ex, coll, batch), self.mesh)
     else:
       ids = self.tables.prepare(batch)
-    keys = ("label", "num", "mask", *self.id_keys)  # raw ids: search keys of behaviour models
     dev = parallel.put_batch({k: batch[k] for k in keys if k in batch}, self.mesh, self.rules)
     return DeviceBatch(dev, ids, batch)
 
   def batches(self, split: str, *, train: bool, start_step: int = 0) -> Iterator[DeviceBatch]:
     """The batches of ``split`` as the step takes them (train: endless, from ``start_step``)."""
     cfg = self.config
+    size = cfg.batch_size if train else cfg.eval_batch_size
+    shard, shards = 0, 1
+    if self.local_input:  # this process's contiguous rows of every global batch
+      lo, hi, _ = parallel.process_rows(self.mesh, self.rules, size)
+      shard, shards = lo // (hi - lo), size // (hi - lo)
     loader = data_lib.Loader(
       self.dataset.split(split),
-      cfg.batch_size if train else cfg.eval_batch_size,
+      size,
       shuffle=train and cfg.shuffle,
       seed=cfg.seed,
       num_epochs=None if train else 1,
       drop_remainder=train,
       start_step=start_step,
-      # Every process reads the whole global batch: host-side dedup and the id
-      # exchange of sharded tables need all of its ids; each process then places
+      # Without per-process input every process reads the whole global batch (host-side
+      # dedup and the id routing of sharded tables then see all of its ids) and places
       # only its devices' slices (see parallel.put_batch).
-      shard_index=0,
-      num_shards=1,
+      shard_index=shard,
+      num_shards=shards,
       prefetch=cfg.prefetch,
       in_memory=not cfg.dataset.streaming,
       window_chunks=cfg.dataset.shuffle_window,
@@ -194,6 +245,8 @@ class Trainer:
     labels, probs, groups = [], [], []
     group = self.config.dataset.group_feature or getattr(self.dataset.info, "group_feature", None)
     cat_names = [f.name for f in self.features if f.kind == "categorical"]
+    if self.local_input:
+      return self._evaluate_local(state, split, group, cat_names)
     for b in self.batches(split, train=False):
       p = np.asarray(self.eval_step(state, b.batch, b.ids))
       keep = b.host["mask"] > 0 if "mask" in b.host else slice(None)
@@ -204,6 +257,36 @@ class Trainer:
     groups_arr = np.concatenate(groups) if group else None
     return metrics_lib.compute(
       np.concatenate(labels), np.concatenate(probs), prefix=split, groups=groups_arr
+    )
+
+  def _evaluate_local(self, state, split, group, cat_names) -> dict[str, float]:
+    """`evaluate` with per-process input: each process holds only its rows' labels.
+
+    Predictions come back replicated; each process keeps its rows' and the processes'
+    parts are gathered once at the end, back in the global batches' row order, so the
+    metrics are computed over the same rows in the same order as with one process.
+    """
+    lo, hi, _ = parallel.process_rows(self.mesh, self.rules, self.config.eval_batch_size)
+    parts: dict[str, list[np.ndarray]] = {"label": [], "prob": [], "mask": [], "group": []}
+    for b in self.batches(split, train=False):
+      parts["prob"].append(np.asarray(self.eval_step(state, b.batch, b.ids))[lo:hi])
+      parts["label"].append(np.asarray(b.host["label"]))
+      parts["mask"].append(np.asarray(b.host["mask"], np.float32))
+      if group:
+        parts["group"].append(np.asarray(b.host["cat"][:, cat_names.index(group)]))
+    got = {k: np.stack(v) for k, v in parts.items() if v}  # [batches, rows of this process]
+    if jax.process_count() > 1:  # [processes, batches, rows] -> global batch order
+      from jax.experimental import multihost_utils
+
+      got = multihost_utils.process_allgather(got)
+      got = {k: np.swapaxes(np.asarray(v), 0, 1) for k, v in got.items()}
+    got = {k: v.reshape(-1) for k, v in got.items()}
+    keep = got["mask"] > 0
+    return metrics_lib.compute(
+      got["label"][keep],
+      got["prob"][keep],
+      prefix=split,
+      groups=got["group"][keep] if group else None,
     )
 
 
@@ -271,6 +354,42 @@ class _Throughput:
   @property
   def per_second(self) -> float:
     return self.examples / self.seconds if self.seconds else 0.0
+
+
+@dataclasses.dataclass
+class _InputRows:
+  """Training rows this process read, per step; written to ``input_rows.<process>.json``.
+
+  With per-process input each of P processes reads 1/P of every global batch; this is the
+  count that shows it (tests/test_multihost.py).
+  """
+
+  per_process: bool
+  global_batch: int
+  steps: int = 0
+  rows: int = 0
+  sizes: set = dataclasses.field(default_factory=set)
+
+  def add(self, rows: int) -> None:
+    self.steps += 1
+    self.rows += rows
+    self.sizes.add(rows)
+
+  def write(self, workdir: str) -> None:
+    path = os.path.join(workdir, f"input_rows.{jax.process_index()}.json")
+    with open(path, "w") as fh:
+      json.dump(
+        {
+          "process_index": jax.process_index(),
+          "process_count": jax.process_count(),
+          "per_process_input": self.per_process,
+          "global_batch": self.global_batch,
+          "steps": self.steps,
+          "rows": self.rows,
+          "rows_per_step": sorted(self.sizes),
+        },
+        fh,
+      )
 
 
 def _evaluate_and_adapt(trainer, state, stopper, step, writer):
@@ -355,12 +474,15 @@ def train_and_evaluate(
   # ---- train / evaluate
   step, stopped_early, losses = start_step, False, []
   speed = _Throughput(config.batch_size, start_step)
+  reads = _InputRows(trainer.local_input, config.batch_size)
   bar = writer.progress(total_steps, initial=start_step, enabled=config.progress_bar)
   batches = trainer.batches("train", train=True, start_step=start_step)
   peer_lost = False
   try:
     while step < total_steps and not (stop_at_step is not None and step >= stop_at_step):
-      state, out = trainer.train_step(state, next(batches))
+      batch = next(batches)
+      reads.add(len(batch.host["label"]))
+      state, out = trainer.train_step(state, batch)
       step += 1
       guard.record(step, out)
       losses.append(out["loss"])
@@ -397,6 +519,7 @@ def train_and_evaluate(
     batches.close()
     if not peer_lost:
       ckpts.wait()
+    reads.write(workdir)
 
   # ---- final evaluation
   result: dict[str, Any] = {"model": config.model, "step": step}

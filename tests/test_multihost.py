@@ -1,7 +1,9 @@
 """Multi-host: 2 processes x 4 CPU devices train like 1 process x 8 (row-sharded tables).
 
 Each run is `python -m jaxctr.main` in a subprocess, as users launch it; the
-processes meet through `jax.distributed.initialize` on localhost.
+processes meet through `jax.distributed.initialize` on localhost. With per-process
+input (the default in multi-process runs) each process reads half of every global
+batch; the ids and rows it lacks move inside the step.
 """
 
 import json
@@ -93,3 +95,20 @@ def test_two_processes_match_one(tmp_path):
   m1 = json.loads(r.stdout.strip().splitlines()[-1])
   m2 = json.loads(outs[0][0].strip().splitlines()[-1])  # process 0 prints the metrics
   assert abs(m1["test_auc"] - m2["test_auc"]) < 1e-5
+  assert abs(m1["test_logloss"] - m2["test_logloss"]) < 1e-5
+  # Input work per process: the single process read whole batches, each of the two read
+  # exactly half of every global batch (counted per step by the trainer).
+  (single,) = _reads(one, 1)
+  assert single["rows_per_step"] == [256] and single["steps"] == STEPS
+  for i, rec in enumerate(_reads(two, 2)):
+    assert rec["process_index"] == i and rec["per_process_input"], rec
+    assert rec["rows_per_step"] == [128] and rec["steps"] == STEPS, rec
+    assert rec["rows"] == STEPS * 256 // 2
+
+
+def _reads(workdir, processes):
+  out = []
+  for i in range(processes):
+    with open(os.path.join(workdir, f"input_rows.{i}.json")) as f:
+      out.append(json.load(f))
+  return out

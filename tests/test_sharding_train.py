@@ -1,5 +1,7 @@
 """Sharded tables through the training script: equality with one device, planner, resharding."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -132,3 +134,48 @@ def test_offloaded_tables_beside_sharded_ones(data_dir, tmp_path, single):
   slots = res["final_state"]["emb"][cache]["table"]
   assert len(slots.addressable_shards) == 8
   assert slots.addressable_shards[0].data.shape[0] * 8 == slots.shape[0]
+
+
+def test_per_process_input_trains_like_one_device(data_dir, tmp_path, single):
+  """``per_process_input=on`` runs the multi-process input path in one process of 8 devices.
+
+  Ids are deduplicated per device and requests and rows move inside the step, for
+  replicated, row-wise and table-wise tables at once: the one-device model.
+  """
+  pins = {"C1": "data_parallel", "C5": "table_wise"}
+  cfg = _cfg(
+    data_dir,
+    sharding="row_wise",
+    num_devices=8,
+    per_process_input="on",
+    **{"embedding.per_table_strategy": pins},
+  )
+  res = train.train_and_evaluate(cfg, str(tmp_path))
+  with open(tmp_path / "input_rows.0.json") as f:
+    reads = json.load(f)
+  assert reads["per_process_input"] and reads["rows_per_step"] == [cfg.batch_size]
+  cfg1, res1 = single
+  assert abs(res["test_auc"] - res1["test_auc"]) < 2e-5
+  assert abs(res["test_logloss"] - res1["test_logloss"]) < 2e-5
+  got, want = _virtual_emb(res, cfg), _virtual_emb(res1, cfg1)
+  assert len(got) == 3  # one stack per placement
+  cat = lambda emb, k: np.concatenate([emb[n][k] for n in sorted(emb)])
+  for k in next(iter(want.values())):  # the stacks differ; the rows of all tables do not
+    np.testing.assert_allclose(
+      np.sort(cat(got, k), axis=0), np.sort(cat(want, k), axis=0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_per_process_input_refusals(data_dir):
+  cfg = _cfg(data_dir, sharding="column_wise", num_devices=8, per_process_input="on")
+  with pytest.raises(ValueError, match="per_process_input='on'.*column_wise"):
+    train.Trainer(cfg)
+  cfg.per_process_input = "auto"  # one process: the whole-batch path, as always
+  assert not train.Trainer(cfg).local_input
+  cfg = _cfg(data_dir, sharding="row_wise", num_devices=8, per_process_input="on")
+  cfg.offload.enabled = True
+  with pytest.raises(ValueError, match="offloaded tables"):
+    train.Trainer(cfg)
+  cfg.per_process_input = "sometimes"
+  with pytest.raises(ValueError, match="config.per_process_input"):
+    train.Trainer(cfg)

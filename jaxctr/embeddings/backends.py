@@ -202,6 +202,21 @@ class Tables:
     ids = self.collection.prepare(host_batch)
     return ids if self.offload is not None else self.collection.put_ids(ids, self.mesh)
 
+  def local_input_refusal(self) -> str:
+    """Why these tables cannot take per-process input (`prepare_local`); "" when they can."""
+    if self.offload is not None:
+      return "offloaded tables plan their device cache over the whole global batch"
+    return self.collection.local_input_refusal()
+
+  def prepare_local(self, host_batch, num_devices: int, rules) -> Any:
+    """Per-process input: ids of this process's rows, deduplicated per device and placed.
+
+    See `EmbeddingCollection.prepare_local`; the arrays are assembled from every process's
+    part along the batch axis (`parallel.put_local_batch`).
+    """
+    ids = self.collection.prepare_local(host_batch, num_devices)
+    return parallel.put_local_batch(ids, self.mesh, rules)
+
   def pipeline(self, items: Iterator[DeviceBatch], *, train: bool) -> Iterator[DeviceBatch]:
     """Stages between the loader (`prepare`d batches) and the step (offload: cache planning)."""
     if self.offload is None:

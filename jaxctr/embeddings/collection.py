@@ -352,6 +352,95 @@ class EmbeddingCollection:
   # ------------------------------------------------------------------- host
   def prepare(self, batch: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """Deduplicates a host batch's ids per stack (numpy; run off the hot path)."""
+    flats, out = self._stack_ids(batch)
+    for s in self.stacks:
+      flat = flats[s.name]
+      uniq, inv = unique_inverse(flat)
+      n = len(uniq)
+      if n and uniq[-1] == s.rows:  # the sentinel is already a distinct value
+        n -= 1
+      size = bucket_size(n + 1, flat.size, self.granule)
+      padded = np.empty(size, np.int64)
+      padded[:n] = uniq[:n]
+      padded[n:] = s.rows + np.arange(size - n)  # distinct, sorted, out of range
+      idt = np.int32 if s.rows + size < 2**31 else np.int64
+      inv = inv.reshape(flat.shape)
+      layout = self.layouts.get(s.name)
+      if layout is not None and s.name not in self.deferred_routing:  # see sharded.route
+        out[s.name] = sharded.route(layout, padded, inv)
+      else:
+        out[s.name] = {"uniq": padded.astype(idt), "inv": inv}
+    return out
+
+  def local_input_refusal(self) -> str:
+    """Why `prepare_local` cannot serve these stacks ("" when it can)."""
+    for s in self.stacks:
+      layout = self.layouts.get(s.name)
+      if s.name in self.deferred_routing:
+        return f"table stack {s.name!r} has its ids routed after prepare (offload cache, partials)"
+      if layout is not None and not layout.row_based:
+        return f"table stack {s.name!r} is {layout.strategy} (every device needs all its ids)"
+    return ""
+
+  def prepare_local(
+    self, batch: Mapping[str, np.ndarray], num_devices: int
+  ) -> dict[str, dict[str, np.ndarray]]:
+    """Per-process input: ids of this process's rows, deduplicated per device (numpy).
+
+    ``batch`` holds only this process's contiguous rows of the global batch, split evenly
+    over its ``num_devices`` devices in mesh order. Every array is laid out along the batch
+    axis (leading axis: this process's devices), so the global arrays are assembled with
+    `jax.make_array_from_process_local_data` and shapes are static (capacities from the
+    batch size, never from the ids), equal in every process without asking the others.
+    What each device needs from the others travels inside the step:
+
+    - replicated stacks: ``dev_uniq`` [devices, U] each device's distinct rows,
+      ``inv`` [b * devices, C]; the update gathers every device's rows and gradients
+      (XLA collectives) and sums them per row;
+    - row-based sharded stacks: ``req`` [devices, n, K] the local rows each device asks
+      of each owner (`sharded.route_local`), ``inv`` into the received rows; requests and
+      rows move by ``all_to_all`` (`sharded.MeshPlacement.gather_requests`).
+
+    Raises:
+      ValueError: for stacks this cannot serve (`local_input_refusal`) or a batch that the
+        devices do not split evenly.
+    """
+    why = self.local_input_refusal()
+    if why:
+      raise ValueError(f"per-process input: {why}")
+    rows = len(next(iter(batch.values())))
+    if rows % num_devices:
+      raise ValueError(
+        f"per-process input: {rows} rows of this process do not split over {num_devices} devices"
+      )
+    b = rows // num_devices
+    flats, out = self._stack_ids(batch)
+    for s in self.stacks:
+      flat, layout = flats[s.name], self.layouts.get(s.name)
+      width = flat.shape[1]
+      cap = sharded.local_capacity(s.rows if layout is None else layout.shard_rows, b * width)
+      if s.rows + cap >= 2**31:
+        raise ValueError(f"per-process input: table stack {s.name!r} is too large for int32 ids")
+      uniqs, invs = [], []
+      for d in range(num_devices):
+        uniq, inv = unique_inverse(flat[d * b : (d + 1) * b])
+        if layout is None:
+          padded = np.empty(cap, np.int64)
+          n = len(uniq)
+          padded[:n] = uniq
+          padded[n:] = s.rows + np.arange(cap - n)  # out of range: read zeros, dropped
+          uniqs.append(padded.astype(np.int32))
+          invs.append(inv.astype(np.int32))
+        else:
+          req, iv = sharded.route_local(layout, uniq, inv, cap)
+          uniqs.append(req)
+          invs.append(iv)
+      key = "dev_uniq" if layout is None else "req"
+      out[s.name] = {key: np.stack(uniqs), "inv": np.concatenate(invs)}
+    return out
+
+  def _stack_ids(self, batch) -> tuple[dict[str, np.ndarray], dict]:
+    """Per stack, the batch's virtual rows [B, C] (sequence padding: ``rows``); DHE ids."""
     cols, out = {}, {}
     for p in self.plans:
       f = p.feature
@@ -364,6 +453,7 @@ class EmbeddingCollection:
         out.setdefault(encoders.DHE_IDS, {})[f.name] = np.asarray(ids[:, 0], np.int32)
       else:
         cols.update(encoders.transform(p, ids))
+    flats = {}
     for s in self.stacks:
       blocks = []
       for c in s.columns:
@@ -388,23 +478,8 @@ class EmbeddingCollection:
             f"feature {f.name!r}: id {int(ids[bad][0] - c.offset)} outside [0, {f.vocab_size})"
           )
         blocks.append(ids)
-      flat = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
-      uniq, inv = unique_inverse(flat)
-      n = len(uniq)
-      if n and uniq[-1] == s.rows:  # the sentinel is already a distinct value
-        n -= 1
-      size = bucket_size(n + 1, flat.size, self.granule)
-      padded = np.empty(size, np.int64)
-      padded[:n] = uniq[:n]
-      padded[n:] = s.rows + np.arange(size - n)  # distinct, sorted, out of range
-      idt = np.int32 if s.rows + size < 2**31 else np.int64
-      inv = inv.reshape(flat.shape)
-      layout = self.layouts.get(s.name)
-      if layout is not None and s.name not in self.deferred_routing:  # see sharded.route
-        out[s.name] = sharded.route(layout, padded, inv)
-      else:
-        out[s.name] = {"uniq": padded.astype(idt), "inv": inv}
-    return out
+      flats[s.name] = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    return flats, out
 
   # ----------------------------------------------------------------- device
   def gather(self, state, ids, replicated: frozenset[str] = frozenset()) -> dict[str, Array]:
@@ -416,6 +491,9 @@ class EmbeddingCollection:
     rows = {}
     for s in self.stacks:
       layout = None if s.name in replicated else self.layouts.get(s.name)
+      if "req" in ids[s.name] or "dev_uniq" in ids[s.name]:  # per-process input
+        rows[s.name] = self._gather_local(s, state[s.name], ids[s.name], layout)
+        continue
       if layout is not None:  # owners gather their distinct rows: [n, Ko, D]
         arrays = {k: v for k, v in state[s.name].items() if k in ("table", "scale")}
         rows[s.name] = self.placement.gather(
@@ -437,6 +515,17 @@ class EmbeddingCollection:
       )
     return rows
 
+  def _gather_local(self, s: Stack, entry, ids, layout) -> Array:
+    """Rows of per-process input (`prepare_local`): [n, U, D] or the owners' [n, n*K, D]."""
+    read = lambda a, u: quantization.dequantize(
+      sharded.take_rows_any(a["table"], u),
+      sharded.take_rows_any(a["scale"], u) if "scale" in a else None,
+    )
+    if "req" in ids:
+      arrays = {k: v for k, v in entry.items() if k in ("table", "scale")}
+      return self.placement.gather_requests(layout, arrays, ids["req"], read)
+    return read(entry, ids["dev_uniq"])
+
   def assemble(
     self, rows: Mapping[str, Array], ids, replicated: frozenset[str] = frozenset()
   ) -> dict[str, Array]:
@@ -450,7 +539,19 @@ class EmbeddingCollection:
     for s in self.stacks:
       inv = ids[s.name]["inv"]
       layout = None if s.name in replicated else self.layouts.get(s.name)
-      if layout is not None:  # rows travel from their owners to the requesting devices
+      if "req" in ids[s.name]:  # per-process input: rows answer each device's requests
+        x = self.placement.exchange_requests(layout, rows[s.name], inv)
+        pad = ids[s.name]["req"].shape[-1] - 1  # owner 0's last slot: the zero row
+        is_real = lambda iv, pad=pad: iv != pad
+      elif "dev_uniq" in ids[s.name]:  # per-process input, replicated: each device's rows
+        n, u = ids[s.name]["dev_uniq"].shape
+        iv3 = inv.reshape(n, -1, inv.shape[-1])
+        x = jax.vmap(lambda r, i: r[i])(rows[s.name], iv3).reshape(inv.shape + (-1,))
+        uniq = ids[s.name]["dev_uniq"]
+        is_real = lambda iv, s=s, u=uniq, n=n: (
+          jax.vmap(lambda a, i: a[i])(u, iv.reshape(n, -1, iv.shape[-1])).reshape(iv.shape) < s.rows
+        )
+      elif layout is not None:  # rows travel from their owners to the requesting devices
         own_inv = ids[s.name]["own_inv"]
         x = self.placement.exchange(layout, rows[s.name], own_inv, inv)
         pad = own_inv.shape[-1] // layout.num_shards - 1  # slot K-1: the zero row
@@ -501,6 +602,25 @@ class EmbeddingCollection:
       spec = dataclasses.replace(s.optimizer, learning_rate=s.optimizer.learning_rate * lr_scale)
       key = table_key(step_key, s.name) if s.dtype != "float32" else None
       layout = self.layouts.get(s.name)
+      if "dev_uniq" in ids[s.name]:  # per-process input: every device's rows, summed per row
+        g = row_grads[s.name]
+        flat, g = ids[s.name]["dev_uniq"].reshape(-1), g.reshape(-1, g.shape[-1])
+        if self.placement is not None:  # the replicas all apply the same update
+          rep = jax.sharding.NamedSharding(self.placement.mesh, jax.sharding.PartitionSpec())
+          flat, g = jax.lax.with_sharding_constraint((flat, g), rep)
+        uniq, g = sharded.dedup_sum(flat, g, s.rows)
+        new_state[s.name] = _update_rows(s, spec, state[s.name], uniq, g, step, key)
+        continue
+      if "req" in ids[s.name]:
+
+        def local_req(entry, uniq, g, shard, s=s, spec=spec, key=key):
+          k = None if key is None else jax.random.fold_in(key, shard)
+          return _update_rows(s, spec, entry, uniq, g, step, k)
+
+        new_state[s.name] = self.placement.update_requests(
+          layout, state[s.name], ids[s.name]["req"], row_grads[s.name], local_req
+        )
+        continue
       if layout is None:
         new_state[s.name] = _update_rows(
           s, spec, state[s.name], ids[s.name]["uniq"], row_grads[s.name], step, key

@@ -26,6 +26,11 @@ exchange (``inv``). Inside the jitted step (`jax.shard_map`):
    the reverse ``all_to_all`` of the row gradients, summed per owned row;
 3. each owner applies its sparse optimizer to its rows locally (`update`).
 
+With per-process input (`route_local`, multi-process runs) a process sees only its own
+rows: each device's distinct ids are bucketed by owner on the host, the requests travel to
+the owners by one more ``all_to_all`` of ints inside the step, and owners sum the gradients
+of rows that several devices asked for before updating them (`dedup_sum`).
+
 Per-step communication is two all-to-alls of (devices x distinct ids per
 (requester, owner) pair x dim) values: proportional to the batch's ids, never
 to the vocabulary, and no table is ever all-gathered. Optimizer slots are
@@ -40,6 +45,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
@@ -278,6 +284,79 @@ def route(
   }
 
 
+def local_capacity(layout_rows: int, ids_per_device: int) -> int:
+  """Static slots per (requester, owner) pair of per-process input (`route_local`).
+
+  A device's distinct ids that one owner serves are at most its id positions and at most the
+  rows the owner holds; one more slot is the zero row that padding ids read. The bound does
+  not depend on the batch's ids, so every process builds arrays of the same shape without
+  asking the others.
+  """
+  return -(-(min(ids_per_device, layout_rows) + 1) // 8) * 8
+
+
+def route_local(
+  layout: Layout, uniq: np.ndarray, inv: np.ndarray, capacity: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Requester-side plan of one device's ids for per-process input (row-based layouts).
+
+  Unlike `route`, which plans the whole global batch on every process, this sees only one
+  requesting device's ids; the owners learn what to serve inside the step, when the
+  requests travel to them by ``all_to_all`` (`MeshPlacement.gather_requests`), as
+  TorchRec's input distribution sends ids before rows.
+
+  Args:
+    layout: The stack's (row-based) layout.
+    uniq: The device's sorted distinct virtual rows (values >= ``layout.rows``: padding).
+    inv: [b, C] positions into ``uniq``.
+    capacity: Slots per owner, `local_capacity`; slot ``capacity - 1`` of owner 0 is never
+      requested, so it reads the zero row that padding ids point at.
+
+  Returns:
+    ``req`` [n, capacity]: the local rows asked of each owner (``shard_rows``: none), and
+    ``inv`` [b, C]: each id position's row in the received [n * capacity] buffer.
+  """
+  n, K = layout.num_shards, capacity
+  valid = uniq < layout.rows
+  owner, local_rows = layout.locate(uniq[valid])
+  counts = np.bincount(owner, minlength=n)
+  if counts.max(initial=0) > K - 1:
+    raise ValueError(f"route_local: {counts.max()} rows asked of one owner exceed capacity {K}")
+  order = np.argsort(owner, kind="stable")
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  rank = np.empty(len(owner), np.int64)
+  rank[order] = np.arange(len(owner)) - starts[owner[order]]
+  req = np.full((n, K), layout.shard_rows, np.int64)
+  req[owner, rank] = local_rows
+  where = np.full(len(uniq), K - 1, np.int64)
+  where[valid] = owner * K + rank
+  return req.astype(np.int32), where[inv].astype(np.int32)
+
+
+def dedup_sum(ids: jax.Array, grads: jax.Array, limit: int) -> tuple[jax.Array, jax.Array]:
+  """Sorted distinct ``ids`` (padding: distinct values >= ``limit``) and their summed grads.
+
+  Device-side (traced): per-process input sends a row's gradient from every device that
+  asked for it, so the owner sums them before its sparse optimizer, which needs each row
+  once. ``ids`` >= ``limit`` are padding; their gradients are dropped with them.
+  """
+  size = ids.shape[0]
+  order = jnp.argsort(ids, stable=True)
+  s = ids[order]
+  new = jnp.concatenate([jnp.ones((1,), bool), s[1:] != s[:-1]])
+  seg = jnp.cumsum(new.astype(jnp.int32)) - 1
+  summed = jax.ops.segment_sum(grads[order], seg, num_segments=size, indices_are_sorted=True)
+  uniq = jnp.zeros((size,), ids.dtype).at[seg].set(s)
+  pos = jnp.arange(size, dtype=ids.dtype)
+  real = (pos <= seg[-1]) & (uniq < limit)
+  return jnp.where(real, uniq, limit + pos), summed
+
+
+def take_rows_any(a: jax.Array, ids: jax.Array) -> jax.Array:
+  """Rows ``a[ids]`` for unsorted ids with repeats; out-of-range ids read zeros."""
+  return a.at[ids].get(mode="fill", fill_value=0)
+
+
 def comm_bytes(layout: Layout, routed: Mapping[str, np.ndarray], itemsize: int = 4) -> int:
   """Bytes crossing devices per training step (forward rows + backward gradients)."""
   n = layout.num_shards
@@ -356,6 +435,55 @@ class MeshPlacement:
     specs = tuple(self.spec(layout) for _ in names)
     out = self.shard_map(local, (id_spec, P(ax)) + specs, specs)(
       own_uniq, grads, *[entry[k] for k in names]
+    )
+    return dict(zip(names, out))
+
+  # -------------------------------------------- per-process input (route_local)
+  def gather_requests(self, layout: Layout, arrays: Mapping[str, jax.Array], req, fn):
+    """Each owner's rows for every request it receives: [n, n * K, D] split on axis 0.
+
+    ``req`` [n, n, K] (requester, owner, slot), split with the batch, travels to the owners
+    by ``all_to_all``; ``fn(local arrays, local rows)`` reads the rows (repeats allowed).
+    """
+    ax = self.axes
+    names = sorted(arrays)
+
+    def local(rq, *arrs):
+      recv = jax.lax.all_to_all(rq[0], ax, 0, 0, tiled=True)  # [n_requester, K]
+      return fn(dict(zip(names, arrs)), recv.reshape(-1))[None]
+
+    specs = tuple(self.spec(layout) for _ in names)
+    return self.shard_map(local, (P(ax),) + specs, P(ax))(req, *[arrays[k] for k in names])
+
+  def exchange_requests(self, layout: Layout, rows: jax.Array, inv) -> jax.Array:
+    """[B, C, D] vectors from `gather_requests`' rows; differentiable in ``rows``."""
+    ax, n = self.axes, self.size
+
+    def local(r, iv):
+      send = r[0].reshape(n, -1, r.shape[-1])  # [n_requester, K, D]
+      recv = jax.lax.all_to_all(send, ax, 0, 0, tiled=True)  # [n_owner, K, D]
+      return recv.reshape(-1, r.shape[-1])[iv]
+
+    return self.shard_map(local, (P(ax), P(ax)), P(ax))(rows, inv)
+
+  def update_requests(self, layout: Layout, entry: Mapping[str, jax.Array], req, grads, fn):
+    """``fn(local entry, distinct local rows, summed grads, shard)`` on every owner.
+
+    The owner receives the requests again (ints, cheap) and sums the gradients of rows that
+    several devices asked for (`dedup_sum`).
+    """
+    ax = self.axes
+    names = sorted(entry)
+
+    def local(rq, g, *arrs):
+      recv = jax.lax.all_to_all(rq[0], ax, 0, 0, tiled=True).reshape(-1)
+      ids, summed = dedup_sum(recv, g[0], layout.shard_rows)
+      new = fn(dict(zip(names, arrs)), ids, summed, jax.lax.axis_index(ax))
+      return tuple(new[k] for k in names)
+
+    specs = tuple(self.spec(layout) for _ in names)
+    out = self.shard_map(local, (P(ax), P(ax)) + specs, specs)(
+      req, grads, *[entry[k] for k in names]
     )
     return dict(zip(names, out))
 

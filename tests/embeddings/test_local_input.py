@@ -1,0 +1,120 @@
+"""Per-process input on 8 fake devices: per-device ids, exchange in the step, equal results.
+
+`EmbeddingCollection.prepare_local` sees only one process's rows (here: the single process's,
+split over its 8 devices), so owners learn what to serve inside the step. Lookups, gradients
+and updated tables must equal a single device's on the whole batch.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding
+
+from jaxctr import parallel
+from jaxctr.embeddings import sharded
+from tests.embeddings.test_sharded import _batch, _coll
+
+N = 8
+RULES = parallel.DEFAULT_RULES
+
+
+def _state(coll):
+  return coll.shard_state(
+    coll.init(jax.random.key(0)),
+    lambda x, spec: jax.device_put(np.asarray(x), NamedSharding(coll.placement.mesh, spec)),
+  )
+
+
+def _step(coll, local: bool):
+  def f(state, ids, step):
+    rows = coll.gather(state, ids)
+
+    def loss(rows):
+      out = coll.assemble(rows, ids)
+      return sum(jnp.sum(jnp.sin(out[k]) * (i + 1)) for i, k in enumerate(sorted(out))), out
+
+    (lv, out), g = jax.value_and_grad(loss, has_aux=True)(rows)
+    return coll.apply_gradients(state, ids, g, step), lv, out
+
+  jitted = jax.jit(f)
+
+  def run(state, batch, step):
+    if local:
+      ids = parallel.put_local_batch(coll.prepare_local(batch, N), coll.placement.mesh, RULES)
+    else:
+      ids = jax.tree.map(jnp.asarray, coll.prepare(batch))
+    return jitted(state, ids, jnp.int32(step))
+
+  return run
+
+
+@pytest.mark.parametrize(
+  "strategy", ["data_parallel", "row_wise", "row_wise_mod", "table_wise", "table_row_wise"]
+)
+def test_per_device_ids_match_single_device(strategy):
+  ref, loc = _coll(), _coll(strategy)
+  s_ref, s_loc = ref.init(jax.random.key(0)), _state(loc)
+  step_ref, step_loc = _step(ref, False), _step(loc, True)
+  rng = np.random.default_rng(0)
+  for step in range(1, 9):
+    batch = _batch(rng, b=64)
+    s_ref, l_ref, o_ref = step_ref(s_ref, batch, step)
+    s_loc, l_loc, o_loc = step_loc(s_loc, batch, step)
+    # The loss sums sharded outputs in another order; its terms cancel to ~1e-3 of their size.
+    np.testing.assert_allclose(l_loc, l_ref, rtol=1e-5, atol=1e-3)
+    for k in o_ref:
+      np.testing.assert_allclose(o_loc[k], o_ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  got = loc.unshard_state(s_loc)
+  for name, entry in s_ref.items():
+    for k, v in entry.items():  # Adam slots too: every touched row updated once, summed grads
+      np.testing.assert_allclose(got[name][k], np.asarray(v), rtol=1e-5, atol=1e-6)
+  ids = loc.prepare_local(batch, N)
+  (stack,) = loc.stacks
+  assert ids[stack.name]["inv"].shape[0] == 64  # laid out along the batch: 8 rows per device
+
+
+def test_route_local_plans_one_device():
+  lay = sharded.make_layout("row_wise", [100], 4, N)  # 13 rows per device
+  ids = np.array([[3, 40], [3, 99], [100, 14]])  # 100: padding
+  uniq, inv = np.unique(ids, return_inverse=True)
+  cap = sharded.local_capacity(lay.shard_rows, ids.size)
+  req, new_inv = sharded.route_local(lay, uniq, inv.reshape(ids.shape), cap)
+  assert req.shape == (N, cap) and cap % 8 == 0
+  owner, local = lay.locate(np.array([3, 40, 99, 14]))
+  for o, r in zip(owner, local):
+    assert r in req[o]
+  # The physical row each received slot holds (-1: a zero row), read at every id position.
+  received = np.where(req < lay.shard_rows, np.arange(N)[:, None] * lay.shard_rows + req, -1)
+  phys = lay.physical_index()
+  got = received.reshape(-1)[new_inv]
+  want = np.where(ids < 100, ids, -1)
+  assert np.array_equal(np.where(got >= 0, phys[got], -1), want)
+  assert req[0, cap - 1] == lay.shard_rows  # the zero row padding ids read
+
+
+def test_column_wise_and_deferred_stacks_refused():
+  coll = _coll("column_wise")
+  assert "column_wise" in coll.local_input_refusal()
+  with pytest.raises(ValueError, match="per-process input: .*column_wise"):
+    coll.prepare_local(_batch(np.random.default_rng(0), b=64), N)
+
+
+def test_no_whole_table_all_gather():
+  loc = _coll("row_wise")
+  state = _state(loc)
+  ids = parallel.put_local_batch(
+    loc.prepare_local(_batch(np.random.default_rng(1), b=64), N), loc.placement.mesh, RULES
+  )
+
+  def f(state, ids):
+    rows = loc.gather(state, ids)
+    g = jax.grad(lambda r: sum(jnp.sum(v) for v in loc.assemble(r, ids).values()))(rows)
+    return loc.apply_gradients(state, ids, g, jnp.int32(1))
+
+  hlo = jax.jit(f).lower(state, ids).compile().as_text()
+  assert "all-to-all" in hlo
+  phys_rows = next(iter(state.values()))["table"].shape[0]
+  for line in hlo.splitlines():
+    if "all-gather" in line:
+      assert f"[{phys_rows}," not in line, line
