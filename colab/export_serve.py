@@ -76,16 +76,20 @@ print(f"test AUC {result['test_auc']:.4f} (oracle {result['oracle_auc']:.4f})")
 # swaps in new versions). Here the same two calls it makes, in this kernel: `load_trained`
 # rebuilds the model from the workdir's `config.json` and restores the best checkpoint,
 # `export` writes the artifact. `dtype` chooses how the tables are stored: `float32`,
-# `float16`, or `int8` with a scale per row.
+# `float16`, or `int8` with a scale per row. The forward pass is lowered for the platforms
+# it will run on (`--platforms`): here the CPU and this runtime's accelerator.
 
 # %%
 from jaxctr import export
 
+backend = jax.default_backend()
+platforms = ("cpu",) if backend == "cpu" else ("cpu", {"gpu": "cuda"}.get(backend, backend))
 trainer, state, step = export.load_trained(workdir)
 models = os.path.join(root, "models")
 path = {}
 for dtype in ("float32", "float16", "int8"):
-  path[dtype] = export.export(trainer, state, os.path.join(models, dtype), dtype=dtype, step=step)
+  out = os.path.join(models, dtype)
+  path[dtype] = export.export(trainer, state, out, dtype=dtype, platforms=platforms, step=step)
   print(path[dtype])
 print(sorted(os.listdir(path["float32"])))
 
@@ -205,7 +209,9 @@ with socket.socket() as s:
 server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", access_log=False))
 thread = threading.Thread(target=server.run, daemon=True)
 thread.start()
+deadline = time.monotonic() + 120
 while not server.started:
+  assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
   time.sleep(0.05)
 url = f"http://127.0.0.1:{port}/v1/models/deepfm"
 
