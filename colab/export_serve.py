@@ -98,8 +98,8 @@ print(sorted(os.listdir(path["float32"])))
 #
 # The trainer's own predictions on the prepared test split (its evaluation loop, from the
 # exported checkpoint), against the served model's predictions on the **raw** test rows: the
-# synthetic generator's integer ids and raw counts, which the artifact encodes with the
-# training vocabularies and numeric statistics.
+# synthetic generator's integer ids and raw counts (the values a request carries), which the
+# artifact encodes with the training vocabularies and numeric statistics.
 
 # %%
 import numpy as np
@@ -116,12 +116,12 @@ for b in trainer.batches("test", train=False):
 offline, labels = np.concatenate(offline), np.concatenate(labels)
 
 info = trainer.dataset.info
-synth = SyntheticConfig(**{k: v for k, v in info.extra["synthetic"].items()})
+synth = SyntheticConfig(**info.extra["synthetic"])
 raw = SyntheticGenerator(synth).sample(info.num_examples["test"], "test")
 cat_names = [f.name for f in info.features if f.kind == "categorical"]
 num_names = [f.name for f in info.features if f.kind == "numeric"]
 columns = {n: raw["cat"][:, j].tolist() for j, n in enumerate(cat_names)}
-columns.update({n: raw["num"][:, j].tolist() for j, n in enumerate(num_names)})
+columns.update({n: raw["num"][:, j].astype(int).tolist() for j, n in enumerate(num_names)})
 assert np.array_equal(raw["label"], labels), "raw and prepared test rows differ"
 
 model = ServableModel(path["float32"], buckets=(128, 1024))
@@ -137,8 +137,8 @@ print("one raw row:", rows[0])
 # %% [markdown]
 # ## Table storage: bytes against accuracy
 #
-# fp16 halves the tables, int8 (one fp32 scale per row) quarters them; the artifact records
-# the largest rounding error of a stored row value (`max_abs_error`).
+# fp16 halves the tables; int8 with one fp32 scale per row keeps (D + 4) of 4D bytes. The
+# artifact records the largest rounding error of a stored row value (`max_abs_error`).
 
 # %%
 import json
@@ -164,10 +164,10 @@ for dtype, p in path.items():
     "max_diff": float(np.abs(probs - offline).max()),
     "bound": bound,
   }
-  s = storage[dtype]
+  r = storage[dtype]
   print(
-    f"{dtype:8s} tables {s['bytes'] / 2**10:8.1f} KiB  test AUC {s['auc']:.5f}  "
-    f"max |p - p_fp32| {s['max_diff']:.1e}  row rounding <= {bound:.1e}"
+    f"{dtype:8s} tables {r['bytes'] / 2**10:8.1f} KiB  test AUC {r['auc']:.5f}  "
+    f"max |p - p_trainer| {r['max_diff']:.1e}  row rounding <= {bound:.1e}"
   )
 
 fig, (ax_b, ax_a, ax_d) = plt.subplots(1, 3, figsize=(12, 3.5))
@@ -194,6 +194,7 @@ plt.show()
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import uvicorn
@@ -228,6 +229,10 @@ print(json.loads(urllib.request.urlopen(url).read()))
 answer = post({"instances": rows[:3]})
 print(answer)
 assert np.abs(np.array(answer["predictions"]) - offline[:3]).max() < 1e-6
+try:  # a malformed request is answered 400 with what is wrong
+  post({"instances": [{**rows[0], "C99": 1}]})
+except urllib.error.HTTPError as e:
+  print(e.code, json.loads(e.read()))
 
 # %% [markdown]
 # ## Latency
