@@ -99,7 +99,10 @@ plt.show()
 # group, behaviour group). The weights are read from the trained network: its feature encoder
 # gives the target and history embeddings, `model.attention.weights` scores them. DIN is
 # never told which behaviours matter: the mean weights and the correlation below say how far
-# it found them (in the smoke setting, a few dozen steps, it has not).
+# it found them (in the smoke setting, a few dozen steps, it has not). The weights are not
+# normalised (`softmax=False`, FuxiCTR's default), so their scale and sign are free: the MLP
+# after the weighted sum can flip a sign. What counts is how far the behaviours of the
+# target's category stand apart from the others.
 
 # %%
 import numpy as np
@@ -141,7 +144,7 @@ np.testing.assert_allclose(own + planted.sum(1), raw["logit"][:n], rtol=1e-5, at
 w_same, w_other = weights[same_cate].mean(), weights[real & ~same_cate].mean()
 print(f"mean DIN weight: target's category {w_same:.3f}, other categories {w_other:.3f}")
 corr = np.corrcoef(weights[real], planted[real])[0, 1]
-print(f"correlation of DIN's weights with the planted contributions: {corr:.3f}")
+print(f"correlation of DIN's weights with the planted shares: {corr:.3f} (sign free)")
 
 # %%
 i = int(np.argmax(same_cate.sum(1) * (real.sum(1) >= L // 2)))  # a row with some relevant ones
@@ -149,7 +152,7 @@ pos = np.flatnonzero(real[i])
 fig, (ax_w, ax_p) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
 colors = np.where(same_cate[i, pos], "tab:red", "tab:gray")
 ax_w.bar(pos, weights[i, pos], color=colors)
-ax_w.set(ylabel="DIN weight", title=f"test row {i}: red = the target's category")
+ax_w.set(ylabel="DIN weight (sign free)", title=f"test row {i}: red = the target's category")
 ax_p.bar(pos, planted[i, pos], color=colors)
 ax_p.axhline(0, color="black", linewidth=0.5)
 ax_p.set(xlabel="history position (right = most recent)", ylabel="planted logit share")
