@@ -21,10 +21,8 @@ with `Trainer.fns`); table rows are read with `Trainer.tables.read_rows`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxctr import bounds, guards, hostmem, optim, parallel, steps
+from jaxctr import bounds, guards, hostmem, optim, parallel, run_stats, steps
 from jaxctr import checkpoint as ckpt_lib  # noqa: F401 - tests reach it as train.ckpt_lib
 from jaxctr import data as data_lib
 from jaxctr import exchange as exchange_lib
@@ -323,75 +321,6 @@ def _check_config(config, trainer: Trainer) -> None:
     )
 
 
-@dataclasses.dataclass
-class _Throughput:
-  """Examples/s of training alone: the first (compile) step and evaluations excluded."""
-
-  batch_size: int
-  start_step: int
-  examples: int = 0
-  seconds: float = 0.0
-  last: float | None = None
-
-  def tick(self, step: int) -> None:
-    now = time.perf_counter()
-    if self.last is not None and step > self.start_step + 1:
-      self.seconds += now - self.last
-      self.examples += self.batch_size
-    self.last = now
-
-  def pause(self, state, step: int) -> float:
-    """Waits for running steps (train time), returns when the pause (evaluation) began."""
-    jax.block_until_ready(state)
-    now = time.perf_counter()
-    if step > self.start_step + 1:
-      self.seconds, self.last = self.seconds + now - self.last, now
-    return now
-
-  def resume(self, paused_at: float) -> None:
-    self.last = self.last + (time.perf_counter() - paused_at)
-
-  @property
-  def per_second(self) -> float:
-    return self.examples / self.seconds if self.seconds else 0.0
-
-
-@dataclasses.dataclass
-class _InputRows:
-  """Training rows this process read, per step; written to ``input_rows.<process>.json``.
-
-  With per-process input each of P processes reads 1/P of every global batch; this is the
-  count that shows it (tests/test_multihost.py).
-  """
-
-  per_process: bool
-  global_batch: int
-  steps: int = 0
-  rows: int = 0
-  sizes: set = dataclasses.field(default_factory=set)
-
-  def add(self, rows: int) -> None:
-    self.steps += 1
-    self.rows += rows
-    self.sizes.add(rows)
-
-  def write(self, workdir: str) -> None:
-    path = os.path.join(workdir, f"input_rows.{jax.process_index()}.json")
-    with open(path, "w") as fh:
-      json.dump(
-        {
-          "process_index": jax.process_index(),
-          "process_count": jax.process_count(),
-          "per_process_input": self.per_process,
-          "global_batch": self.global_batch,
-          "steps": self.steps,
-          "rows": self.rows,
-          "rows_per_step": sorted(self.sizes),
-        },
-        fh,
-      )
-
-
 def _evaluate_and_adapt(trainer, state, stopper, step, writer):
   """Validation metrics, early stopping and the plateau factor; returns (state, is_best)."""
   config = trainer.config
@@ -473,8 +402,8 @@ def train_and_evaluate(
 
   # ---- train / evaluate
   step, stopped_early, losses = start_step, False, []
-  speed = _Throughput(config.batch_size, start_step)
-  reads = _InputRows(trainer.local_input, config.batch_size)
+  speed = run_stats.Throughput(config.batch_size, start_step)
+  reads = run_stats.InputRows(trainer.local_input, config.batch_size)
   bar = writer.progress(total_steps, initial=start_step, enabled=config.progress_bar)
   batches = trainer.batches("train", train=True, start_step=start_step)
   peer_lost = False

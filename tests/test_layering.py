@@ -34,6 +34,7 @@ LAYERS = {
   "jaxctr.steps": 4,
   "jaxctr.early_stopping": 4,
   "jaxctr.checkpoint_policy": 4,
+  "jaxctr.run_stats": 4,
   "jaxctr.train": 4,
   "jaxctr.optim": 4,
   "jaxctr.guards": 4,
