@@ -4,8 +4,9 @@ r"""Load test of the TF-Serving-compatible endpoint on loopback, with a version 
 
 A DeepFM (embedding dim 16, MLP 400-400-400; Criteo's 13 numeric + 26 categorical raw
 features) is exported from a dataset prepared from a generated Criteo-format file, and
-served by ``python -m jaxctr.serve`` in its own process on 127.0.0.1. 32 concurrent
-keep-alive clients (one asyncio process, raw HTTP/1.1) then send, in three phases:
+served by ``python -m jaxctr.serve`` (its default buckets and max batch) in its own process
+on 127.0.0.1. 32 concurrent keep-alive clients (one asyncio process, raw HTTP/1.1) then
+send, in three phases:
 
 1. ``single``: 1-instance requests (JSON raw values: hex strings, integers, nulls) -> QPS,
    p50 and p99 latency.
@@ -204,8 +205,7 @@ def main():
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     server = subprocess.Popen(
       [sys.executable, "-m", "jaxctr.serve", f"--model_dir={model_dir}", "--model_name=ctr",
-       f"--host={HOST}", f"--port={port}", "--poll_seconds=0.5", "--max_batch=512",
-       "--buckets=1,8,32,128,512"],
+       f"--host={HOST}", f"--port={port}", "--poll_seconds=0.5"],
       env=env,
     )  # fmt: skip
     t0 = time.perf_counter()

@@ -26,14 +26,16 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
   """Command-line flags (defined only when run as a program: modules share absl's flags)."""
+  from jaxctr.serving.model import DEFAULT_BUCKETS, DEFAULT_MAX_BATCH
+
   flags.DEFINE_string("model_dir", None, "Model directory (versions 1/, 2/, ...) or one version.")
   flags.DEFINE_string("model_name", None, "Name in the URLs (default: model_dir's basename).")
   flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
   flags.DEFINE_integer("port", 8501, "Port (TF Serving's REST default).")
   flags.DEFINE_list(
-    "buckets", ["1", "8", "32", "128", "512"], "Padded batch sizes, compiled at load."
+    "buckets", [str(b) for b in DEFAULT_BUCKETS], "Padded batch sizes, compiled at load."
   )
-  flags.DEFINE_integer("max_batch", 512, "Most rows per model call.")
+  flags.DEFINE_integer("max_batch", DEFAULT_MAX_BATCH, "Most rows per model call.")
   flags.DEFINE_float("max_delay_ms", 2.0, "How long a request waits for others to batch with.")
   flags.DEFINE_float("poll_seconds", 5.0, "How often to look for new versions (0: never).")
   flags.DEFINE_integer("max_instances", 8192, "Most instances per request.")

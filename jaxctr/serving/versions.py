@@ -19,7 +19,7 @@ from absl import logging
 
 from jaxctr.serving import artifact as art
 from jaxctr.serving.batcher import DynamicBatcher
-from jaxctr.serving.model import DEFAULT_BUCKETS, ServableModel
+from jaxctr.serving.model import DEFAULT_BUCKETS, DEFAULT_MAX_BATCH, ServableModel
 
 
 class NotFound(LookupError):
@@ -48,7 +48,7 @@ class VersionManager:
     model_dir: str,
     *,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
-    max_batch: int = 512,
+    max_batch: int = DEFAULT_MAX_BATCH,
     max_delay: float = 0.002,
     poll_seconds: float = 5.0,
   ):
