@@ -21,6 +21,7 @@ with `Trainer.fns`); table rows are read with `Trainer.tables.read_rows`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxctr import bounds, guards, hostmem, optim, parallel, run_stats, steps
+from jaxctr import agreement, bounds, guards, hostmem, optim, parallel, run_stats, steps
 from jaxctr import checkpoint as ckpt_lib  # noqa: F401 - tests reach it as train.ckpt_lib
 from jaxctr import data as data_lib
 from jaxctr import exchange as exchange_lib
@@ -104,6 +105,7 @@ class Trainer:
       skip_nonfinite=config.on_nonfinite == "skip",
     )
     self.local_input = self._choose_input()
+    self._iterators = 0  # input iterators made (names their per-batch agreements)
     # Predictions come back replicated, so every process can read all of them.
     self._train_step, self.eval_step = steps.jit_steps(self.fns, parallel.replicated(self.mesh))
     self._train_watch = hostmem.CompileWatch(self._train_step, reuse)
@@ -179,13 +181,13 @@ class Trainer:
     logging.info("per-process input: each of %d processes reads its rows", jax.process_count())
     return True
 
-  def _device_batch(self, batch) -> DeviceBatch:
+  def _device_batch(self, batch, agree=None) -> DeviceBatch:
     for cross in self.crosses:
       batch = dict(batch, **{cross.key: cross.ids(batch)})
     keys = ("label", "num", "mask", *self.id_keys)  # raw ids: search keys of behaviour models
     if self.local_input:  # this process's rows only; ids and rows move inside the step
       n = len(self.mesh.local_devices)
-      ids = self.tables.prepare_local(batch, n, self.rules)
+      ids = self.tables.prepare_local(batch, n, self.rules, agree)
       dev = parallel.put_local_batch(
         {k: batch[k] for k in keys if k in batch}, self.mesh, self.rules
       )
@@ -223,7 +225,11 @@ class Trainer:
       in_memory=not cfg.dataset.streaming,
       window_chunks=cfg.dataset.shuffle_window,
     )
-    items = data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
+    fn = self._device_batch
+    if self.local_input:  # exchange sizes agreed per batch, per iterator (same order everywhere)
+      self._iterators += 1
+      fn = functools.partial(fn, agree=agreement.ProcessMax(f"{split}.{self._iterators}"))
+    items = data_lib.prefetch(loader, cfg.prefetch, fn)
     return self.tables.pipeline(items, train=train)
 
   # ------------------------------------------------------------------ steps

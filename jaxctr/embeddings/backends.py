@@ -208,13 +208,13 @@ class Tables:
       return "offloaded tables plan their device cache over the whole global batch"
     return self.collection.local_input_refusal()
 
-  def prepare_local(self, host_batch, num_devices: int, rules) -> Any:
+  def prepare_local(self, host_batch, num_devices: int, rules, agree=None) -> Any:
     """Per-process input: ids of this process's rows, deduplicated per device and placed.
 
-    See `EmbeddingCollection.prepare_local`; the arrays are assembled from every process's
-    part along the batch axis (`parallel.put_local_batch`).
+    See `EmbeddingCollection.prepare_local` (and its ``agree``); the arrays are assembled
+    from every process's part along the batch axis (`parallel.put_local_batch`).
     """
-    ids = self.collection.prepare_local(host_batch, num_devices)
+    ids = self.collection.prepare_local(host_batch, num_devices, agree)
     return parallel.put_local_batch(ids, self.mesh, rules)
 
   def pipeline(self, items: Iterator[DeviceBatch], *, train: bool) -> Iterator[DeviceBatch]:

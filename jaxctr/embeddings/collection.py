@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -383,16 +383,18 @@ class EmbeddingCollection:
     return ""
 
   def prepare_local(
-    self, batch: Mapping[str, np.ndarray], num_devices: int
+    self,
+    batch: Mapping[str, np.ndarray],
+    num_devices: int,
+    agree: Callable[[dict[str, int]], dict[str, int]] | None = None,
   ) -> dict[str, dict[str, np.ndarray]]:
     """Per-process input: ids of this process's rows, deduplicated per device (numpy).
 
     ``batch`` holds only this process's contiguous rows of the global batch, split evenly
     over its ``num_devices`` devices in mesh order. Every array is laid out along the batch
     axis (leading axis: this process's devices), so the global arrays are assembled with
-    `jax.make_array_from_process_local_data` and shapes are static (capacities from the
-    batch size, never from the ids), equal in every process without asking the others.
-    What each device needs from the others travels inside the step:
+    `jax.make_array_from_process_local_data`. What each device needs from the others
+    travels inside the step:
 
     - replicated stacks: ``dev_uniq`` [devices, U] each device's distinct rows,
       ``inv`` [b * devices, C]; the update gathers every device's rows and gradients
@@ -400,6 +402,16 @@ class EmbeddingCollection:
     - row-based sharded stacks: ``req`` [devices, n, K] the local rows each device asks
       of each owner (`sharded.route_local`), ``inv`` into the received rows; requests and
       rows move by ``all_to_all`` (`sharded.MeshPlacement.gather_requests`).
+
+    U and K are sized by this batch's ids (`sharded.capacity_bucket`: the largest count of
+    any device, a power of two, at most the worst case `sharded.local_capacity`). Shapes
+    must be equal in every process, so ``agree`` (multi-process runs) turns this process's
+    sizes into the maximum over all processes.
+
+    Args:
+      batch: This process's rows.
+      num_devices: This process's devices.
+      agree: {stack: size} -> the element-wise maximum over processes (None: one process).
 
     Raises:
       ValueError: for stacks this cannot serve (`local_input_refusal`) or a batch that the
@@ -415,15 +427,26 @@ class EmbeddingCollection:
       )
     b = rows // num_devices
     flats, out = self._stack_ids(batch)
+    per_stack, caps = {}, {}
     for s in self.stacks:
       flat, layout = flats[s.name], self.layouts.get(s.name)
       width = flat.shape[1]
-      cap = sharded.local_capacity(s.rows if layout is None else layout.shard_rows, b * width)
-      if s.rows + cap >= 2**31:
+      ceiling = sharded.local_capacity(s.rows if layout is None else layout.shard_rows, b * width)
+      if s.rows + ceiling >= 2**31:
         raise ValueError(f"per-process input: table stack {s.name!r} is too large for int32 ids")
+      devs = [unique_inverse(flat[d * b : (d + 1) * b]) for d in range(num_devices)]
+      if layout is None:
+        need = max(len(u) for u, _ in devs) + 1
+      else:
+        need = max(int(sharded.owner_counts(layout, u).max(initial=0)) for u, _ in devs) + 1
+      per_stack[s.name] = devs
+      caps[s.name] = sharded.capacity_bucket(need, ceiling)
+    if agree is not None:
+      caps = agree(caps)
+    for s in self.stacks:
+      layout, cap = self.layouts.get(s.name), caps[s.name]
       uniqs, invs = [], []
-      for d in range(num_devices):
-        uniq, inv = unique_inverse(flat[d * b : (d + 1) * b])
+      for uniq, inv in per_stack[s.name]:
         if layout is None:
           padded = np.empty(cap, np.int64)
           n = len(uniq)

@@ -288,11 +288,27 @@ def local_capacity(layout_rows: int, ids_per_device: int) -> int:
   """Static slots per (requester, owner) pair of per-process input (`route_local`).
 
   A device's distinct ids that one owner serves are at most its id positions and at most the
-  rows the owner holds; one more slot is the zero row that padding ids read. The bound does
-  not depend on the batch's ids, so every process builds arrays of the same shape without
-  asking the others.
+  rows the owner holds; one more slot is the zero row that padding ids read. This worst case
+  (every id on one owner) is the ceiling of `capacity_bucket`: a step's slots are sized by
+  the largest count any device of any process asks of one owner, agreed between processes
+  (`EmbeddingCollection.prepare_local`), so the all-to-alls carry the batch's ids, not n
+  times them.
   """
   return -(-(min(ids_per_device, layout_rows) + 1) // 8) * 8
+
+
+def owner_counts(layout: Layout, uniq: np.ndarray) -> np.ndarray:
+  """[n] rows that one device's sorted distinct virtual rows ``uniq`` ask of each owner."""
+  valid = uniq[uniq < layout.rows]
+  return np.bincount(layout.locate(valid)[0], minlength=layout.num_shards)
+
+
+def capacity_bucket(need: int, ceiling: int) -> int:
+  """Slots for ``need`` (padding slot included): the next power of two, at most ``ceiling``.
+
+  Powers of two keep the step's shapes, hence its compilations, to a handful over a run.
+  """
+  return min(max(8, 1 << max(need - 1, 0).bit_length()), ceiling)
 
 
 def route_local(

@@ -13,6 +13,8 @@ from jax.sharding import NamedSharding
 
 from jaxctr import parallel
 from jaxctr.embeddings import sharded
+from jaxctr.embeddings.collection import EmbeddingCollection
+from jaxctr.embeddings.specs import FeatureSpec, OptimizerSpec, TableSpec
 from tests.embeddings.test_sharded import _batch, _coll, assert_rows_move_by_all_to_all
 
 N = 8
@@ -108,3 +110,59 @@ def test_no_whole_table_all_gather():
   )
 
   assert_rows_move_by_all_to_all(loc, state, ids)
+
+
+def _big_coll():
+  """One 80,000-row table split row-wise over 8 devices (10,000 rows each)."""
+  opt = OptimizerSpec("adam_lazy", learning_rate=0.1)
+  coll = EmbeddingCollection(
+    [FeatureSpec("x", "categorical", 80_000)],
+    [TableSpec("x", 80_000, 4, optimizer=opt)],
+    groups={"x": "row_wise"},
+  )
+  mesh = parallel.make_mesh(parallel.load_recipe("row_wise"), jax.devices()[:N])
+  coll.shard(sharded.MeshPlacement(mesh, ("data",)), row_placement="range", group_size=4)
+  return coll
+
+
+def test_exchange_slots_sized_by_the_batch_not_the_worst_case():
+  coll = _big_coll()
+  (stack,) = coll.stacks
+  b = 64  # rows per device, one id each: the worst case is 64 ids on one owner
+  worst = sharded.local_capacity(coll.layouts[stack.name].shard_rows, b)
+  spread = np.random.default_rng(0).permutation(80_000)[: N * b, None]
+  req = coll.prepare_local({"cat": spread}, N)[stack.name]["req"]
+  counts = [
+    sharded.owner_counts(coll.layouts[stack.name], np.unique(spread[d * b : (d + 1) * b]))
+    for d in range(N)
+  ]
+  k = req.shape[-1]
+  assert max(c.max() for c in counts) + 1 <= k < worst / 2  # ~8 per owner, not 64
+  assert k & (k - 1) == 0  # a power of two: few distinct step shapes
+  skewed = np.arange(N * b)[:, None]  # every device asks owner 0 only
+  assert coll.prepare_local({"cat": skewed}, N)[stack.name]["req"].shape[-1] == worst
+  # Another process needing more slots: this one's arrays take the agreed size.
+  agreed = coll.prepare_local({"cat": spread}, N, lambda sizes: {k: 32 for k in sizes})
+  assert agreed[stack.name]["req"].shape[-1] == 32
+
+
+def test_slots_sized_per_batch_keep_results_equal_to_one_device():
+  """Batches of changing skew get different slot counts; results still equal one device's."""
+  ref, loc = _coll(), _coll("row_wise")
+  s_ref, s_loc = ref.init(jax.random.key(0)), _state(loc)
+  step_ref, step_loc = _step(ref, False), _step(loc, True)
+  rng = np.random.default_rng(3)
+  sizes = set()
+  for step in range(1, 5):
+    batch = _batch(rng, b=64)
+    if step % 2:  # no histories and one id of table a: few rows asked of owner 0
+      batch["s"][:], batch["h"][:], batch["cat"][:, 0] = -1, -1, 0
+    sizes.add(loc.prepare_local(batch, N)[loc.stacks[0].name]["req"].shape[-1])
+    s_ref, l_ref, _ = step_ref(s_ref, batch, step)
+    s_loc, l_loc, _ = step_loc(s_loc, batch, step)
+    np.testing.assert_allclose(l_loc, l_ref, rtol=1e-5, atol=1e-3)
+  assert len(sizes) > 1
+  got = loc.unshard_state(s_loc)
+  for name, entry in s_ref.items():
+    for k, v in entry.items():
+      np.testing.assert_allclose(got[name][k], np.asarray(v), rtol=1e-5, atol=1e-6)
