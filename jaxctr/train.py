@@ -222,6 +222,7 @@ class Trainer:
       prefetch=cfg.prefetch,
       in_memory=not cfg.dataset.streaming,
       window_chunks=cfg.dataset.shuffle_window,
+      read_ahead=cfg.dataset.read_ahead,
     )
     items = data_lib.prefetch(loader, cfg.prefetch, self._device_batch)
     return self.tables.pipeline(items, train=train)
