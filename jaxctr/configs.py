@@ -106,10 +106,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.builder_kwargs = ml_collections.ConfigDict()  # e.g. builder config name / sizes
   c.dataset.group_feature = ""  # if set, report group AUC over this feature
   # Input pipeline (see jaxctr/data/loader.py). streaming: read the training and evaluation
-  # splits chunk by chunk with bounded memory (chunk order shuffled per epoch, rows shuffled
-  # within windows of shuffle_window chunks) instead of reading each split into memory.
+  # splits chunk by chunk with bounded memory (a Grain pipeline: chunk order shuffled per
+  # epoch, rows shuffled within windows of shuffle_window chunks) instead of reading each
+  # split into memory.
   c.dataset.streaming = False
   c.dataset.shuffle_window = 8  # chunks per shuffle window (streaming only)
+  # Windows read ahead, each in its own thread (streaming only); memory holds about
+  # read_ahead + 1 windows. 0 reads a window only when the batches need it.
+  c.dataset.read_ahead = 2
   # Vocabulary-free ids, applied at preparation (see jaxctr/data/preprocess.py:
   # PreprocessConfig); any change prepares the dataset again into its own folder.
   c.dataset.hash_features = ""  # comma-separated categorical features, or "all": hashed ids

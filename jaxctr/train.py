@@ -224,6 +224,7 @@ class Trainer:
       prefetch=cfg.prefetch,
       in_memory=not cfg.dataset.streaming,
       window_chunks=cfg.dataset.shuffle_window,
+      read_ahead=cfg.dataset.read_ahead,
     )
     fn = self._device_batch
     if self.local_input:  # exchange sizes agreed per batch, per iterator (same order everywhere)

@@ -621,7 +621,12 @@ def load_dataset(
   info = preprocess.DatasetInfo.load(builder.data_dir)
   ds = builder.as_data_source()
   sources = {
-    s: storage.ArrayRecordSplit(ds[s], info.num_examples[s], info.chunk_rows)
+    s: storage.ArrayRecordSplit(
+      ds[s],
+      info.num_examples[s],
+      info.chunk_rows,
+      [(os.fspath(f.filename), f.take) for f in builder.info.splits[s].file_instructions],
+    )
     for s in SPLITS
     if s in ds
   }

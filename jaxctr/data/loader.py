@@ -7,11 +7,12 @@ batch on (bit-exact resume). `batch_size` is the global batch; shard `i` of `n` 
 `[i * B/n, (i + 1) * B/n)` of every global batch, so hosts see disjoint parts.
 
 In-memory mode (default) reads the whole split into contiguous arrays once. Streaming mode
-(`in_memory=False`, `config.dataset.streaming`) shuffles the chunk order per epoch and rows
-within windows of `window_chunks` chunks (`config.dataset.shuffle_window`), keeping only a
-window in memory, so memory does not grow with the split. Resuming at step k skips the
-windows before it without reading them. Both modes visit every row once per epoch (with
-`drop_remainder`, all but the same number of rows), in different orders.
+(`in_memory=False`, `config.dataset.streaming`) is a Grain pipeline (`streaming.py`): it
+shuffles the chunk order per epoch and rows within windows of `window_chunks` chunks
+(`config.dataset.shuffle_window`), reading `read_ahead` windows ahead
+(`config.dataset.read_ahead`), so memory does not grow with the split. Resuming at step k
+skips the windows before it without reading them. Both modes visit every row once per epoch
+(with `drop_remainder`, all but the same number of rows), in different orders.
 
 With `drop_remainder=False` (evaluation) the last global batch is padded to `batch_size`
 and every batch carries `mask` f32 [B] (1 real row, 0 padding).
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from jaxctr.data import streaming
 from jaxctr.data.storage import SplitSource
 
 _END = object()
@@ -122,6 +124,7 @@ class Loader:
     prefetch: int = 2,
     in_memory: bool = True,
     window_chunks: int = 8,
+    read_ahead: int = 2,
   ):
     if batch_size % num_shards:
       raise ValueError(f"batch_size {batch_size} is not divisible by num_shards {num_shards}")
@@ -129,6 +132,8 @@ class Loader:
       raise ValueError(
         f"window_chunks (config.dataset.shuffle_window) must be >= 1, got {window_chunks}"
       )
+    if read_ahead < 0:
+      raise ValueError(f"read_ahead (config.dataset.read_ahead) must be >= 0, got {read_ahead}")
     if not 0 <= shard_index < num_shards:
       raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
     self.source = source
@@ -138,6 +143,7 @@ class Loader:
     self.drop_remainder, self.start_step = drop_remainder, start_step
     self.shard_index, self.num_shards = shard_index, num_shards
     self.prefetch_size, self.in_memory, self.window_chunks = prefetch, in_memory, window_chunks
+    self.read_ahead = read_ahead
     n = len(source)
     self.steps_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
     if self.steps_per_epoch == 0:
@@ -152,8 +158,18 @@ class Loader:
     return max(self.num_epochs * self.steps_per_epoch - self.start_step, 0)
 
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    gen = self._in_memory_batches() if self.in_memory else self._streaming_batches()
-    return prefetch(gen, self.prefetch_size)
+    if self.in_memory:
+      return prefetch(self._in_memory_batches(), self.prefetch_size)
+    windows = streaming.WindowStream(
+      self.source,
+      self.batch_size,
+      shuffle=self.shuffle,
+      seed=self.seed,
+      window_chunks=self.window_chunks,
+      drop_remainder=self.drop_remainder,
+      read_ahead=self.read_ahead,
+    )
+    return prefetch(streaming.stream(windows, self._epochs(), self._local), self.prefetch_size)
 
   def _local(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if len(batch["label"]) < self.batch_size:
@@ -195,46 +211,3 @@ class Loader:
     if not self.drop_remainder:
       out["mask"] = np.ones(self.local_batch_size, np.float32)
     return out
-
-  def _windows(self, epoch: int, skip_rows: int) -> Iterator[dict[str, np.ndarray]]:
-    """Row stream of one epoch in window-shuffled order, from row `skip_rows` on."""
-    src = self.source
-    rng = np.random.default_rng([self.seed, epoch, 1])
-    order = rng.permutation(src.num_chunks) if self.shuffle else np.arange(src.num_chunks)
-    pos = 0
-    for w in range(0, src.num_chunks, self.window_chunks):
-      ids = order[w : w + self.window_chunks]
-      rows = sum(src.chunk_len(int(i)) for i in ids)
-      if pos + rows <= skip_rows:  # skipped without reading: resume is cheap
-        pos += rows
-        continue
-      cs = src.chunks(ids)
-      arrays = {k: np.concatenate([c[k] for c in cs]) for k in cs[0]}
-      if self.shuffle:
-        arrays = _take(arrays, np.random.default_rng([self.seed, epoch, 2, w]).permutation(rows))
-      off = max(skip_rows - pos, 0)
-      pos += rows
-      yield {k: v[off:] for k, v in arrays.items()}
-
-  def _streaming_batches(self) -> Iterator[dict[str, np.ndarray]]:
-    b = self.batch_size
-    for e, j0 in self._epochs():
-      buf: list[dict[str, np.ndarray]] = []
-      have, step = 0, j0
-      for win in self._windows(e, j0 * b):
-        buf.append(win)
-        have += len(win["label"])
-        if have < b:
-          continue
-        rows = {k: np.concatenate([x[k] for x in buf]) for k in buf[0]}
-        n_full = have // b
-        for i in range(n_full):
-          if step >= self.steps_per_epoch:
-            break
-          yield self._local({k: v[i * b : (i + 1) * b] for k, v in rows.items()})
-          step += 1
-        rest = {k: v[n_full * b :] for k, v in rows.items()}
-        have -= n_full * b
-        buf = [rest] if have else []
-      if have and step < self.steps_per_epoch:  # only when not dropping the remainder
-        yield self._local({k: np.concatenate([x[k] for x in buf]) for k in buf[0]})

@@ -11,8 +11,10 @@ Decoding one TFDS example per row costs a Python call per row; one chunk per rec
 amortises it over thousands of rows.
 
 `SplitSource` is what the loader reads: `len()` rows, `num_chunks`, `chunk(i)` and
-`read_all()`. `ArrayRecordSplit` wraps a TFDS array_record data source; `ArraySplit`
-wraps in-memory arrays (tests, benchmarks, small data).
+`read_all()`. `ArrayRecordSplit` wraps a TFDS array_record data source (records are TFDS
+examples, so TFDS decodes them, over the same array_record reader as Grain's
+`ArrayRecordDataSource`); `ArraySplit` wraps in-memory arrays (tests, benchmarks, small
+data).
 """
 
 from __future__ import annotations
@@ -427,12 +429,19 @@ class ArraySplit(SplitSource):
 
 
 class ArrayRecordSplit(SplitSource):
-  """A split stored as TFDS array_record records of columnar chunks."""
+  """A split stored as TFDS array_record records of columnar chunks.
 
-  def __init__(self, data_source, num_rows: int, chunk_rows: int):
+  `files` lists (path, records) of the split's files in record order, so that a failed
+  read (a corrupt or vanished file) names the file.
+  """
+
+  def __init__(
+    self, data_source, num_rows: int, chunk_rows: int, files: Sequence[tuple[str, int]] = ()
+  ):
     self.data_source = data_source
     self.num_rows = num_rows
     self.chunk_rows = chunk_rows
+    self.files = list(files)
     if len(data_source) != self.num_chunks:
       raise ValueError(f"split has {len(data_source)} records, expected {self.num_chunks} chunks")
 
@@ -442,9 +451,22 @@ class ArrayRecordSplit(SplitSource):
       c["num"] = np.zeros((len(c["label"]), 0), np.float32)
     return c
 
+  def _file_of(self, record: int) -> str:
+    for path, n in self.files:
+      if record < n:
+        return path
+      record -= n
+    return "<file not known>"
+
   def chunk(self, i: int) -> dict[str, np.ndarray]:
-    return self._fix(self.data_source[int(i)])
+    return self.chunks([i])[0]
 
   def chunks(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
-    # __getitems__ reads several records in one array_record call.
-    return [self._fix(c) for c in self.data_source.__getitems__([int(i) for i in indices])]
+    ids = [int(i) for i in indices]
+    try:
+      # __getitems__ reads several records in one array_record call.
+      records = self.data_source.__getitems__(ids)
+    except Exception as e:  # array_record and TFDS decoding raise assorted types
+      files = ", ".join(sorted({self._file_of(i) for i in ids}))
+      raise DataError(f"cannot read records {ids} of {files}: {e}") from e
+    return [self._fix(c) for c in records]

@@ -1,4 +1,8 @@
-"""Streaming input: same examples per epoch as in-memory, and exact resume of a training run."""
+"""Streaming input: same examples per epoch as in-memory, bounded read-ahead, exact resume."""
+
+import glob
+import threading
+import time
 
 import jax
 import numpy as np
@@ -6,7 +10,7 @@ import pytest
 
 from jaxctr import configs, train
 from jaxctr.data.loader import Loader
-from jaxctr.data.storage import ArraySplit
+from jaxctr.data.storage import ArraySplit, DataError
 
 
 def _source(n, chunk_rows):
@@ -40,6 +44,78 @@ def test_streaming_and_in_memory_visit_same_examples_per_epoch(n, chunk_rows, wi
 def test_bad_shuffle_window_names_config_key():
   with pytest.raises(ValueError, match="shuffle_window"):
     Loader(_source(100, 10), 10, in_memory=False, window_chunks=0)
+  with pytest.raises(ValueError, match=r"config\.dataset\.read_ahead"):
+    Loader(_source(100, 10), 10, in_memory=False, read_ahead=-1)
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_resume_with_windows_smaller_than_a_batch(drop_remainder):
+  """Batch k spans several windows; resuming inside a window skips exactly its first rows."""
+  src = _source(1010, 30)  # 34 chunks, the last of 20 rows; windows of 30 rows < batch 100
+  kw = dict(seed=7, num_epochs=2, in_memory=False, window_chunks=1)
+  kw.update(drop_remainder=drop_remainder)
+  full = list(Loader(src, 100, **kw))
+  assert len(full) == 2 * (10 if drop_remainder else 11)
+  for start in (3, len(full) // 2 - 1, len(full) // 2 + 4):
+    resumed = list(Loader(src, 100, start_step=start, **kw))
+    assert len(resumed) == len(full) - start
+    for a, b in zip(full[start:], resumed, strict=True):
+      assert a.keys() == b.keys()
+      for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+class _CountingSplit(ArraySplit):
+  """Counts the rows read from the split (every read materialises its rows)."""
+
+  def __init__(self, *a, **kw):
+    super().__init__(*a, **kw)
+    self.read, self.lock = 0, threading.Lock()
+
+  def chunks(self, indices):
+    out = super().chunks(indices)
+    with self.lock:
+      self.read += sum(len(c["label"]) for c in out)
+    return out
+
+
+def _most_rows_ahead(read_ahead):
+  src = _CountingSplit(_source(20_000, 50).arrays, 50)  # 400 chunks: windows of 100 rows
+  loader = Loader(
+    src, 100, seed=0, num_epochs=1, in_memory=False, window_chunks=2, read_ahead=read_ahead
+  )
+  worst = consumed = 0
+  for b in loader:
+    consumed += len(b["label"])
+    time.sleep(0.003 if consumed > 100 else 0.3)  # lets reading get as far ahead as it may
+    worst = max(worst, src.read - consumed)
+  assert consumed == src.read == 20_000  # every row read once
+  return worst
+
+
+def test_streaming_reads_a_bounded_number_of_windows_ahead():
+  """Rows read but not yet handed out stay within the windows in flight, not the split.
+
+  In flight: `read_ahead` windows in Grain's buffer, the one being rebatched, and batches
+  queued by the loader's prefetch (2, one more being put, one being taken).
+  """
+  read_ahead, window, batch, prefetch = 2, 100, 100, 2
+  assert _most_rows_ahead(read_ahead) <= (read_ahead + 1) * window + (prefetch + 2) * batch
+  # The measurement sees read-ahead: a deep buffer (Grain's default is 500) runs far ahead.
+  assert _most_rows_ahead(40) > 20 * window
+
+
+def test_corrupt_file_error_names_the_file(tmp_path):
+  from jaxctr.data import builders
+
+  ds = builders.load_dataset("synthetic_ctr", str(tmp_path), builder_kwargs={"config": "tiny"})
+  (path,) = glob.glob(str(tmp_path / "**" / "*train.array_record*"), recursive=True)
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 3 : len(data) // 3 + 20000] = bytes(20000)
+  open(path, "wb").write(data)
+  with pytest.raises(DataError, match="cannot read records .* of .*train.array_record"):
+    for _ in Loader(ds.split("train"), 512, num_epochs=1, in_memory=False):
+      pass
 
 
 def test_streaming_training_resumed_mid_epoch_equals_uninterrupted(tmp_path, monkeypatch):
@@ -47,7 +123,7 @@ def test_streaming_training_resumed_mid_epoch_equals_uninterrupted(tmp_path, mon
   init = Loader.__init__
 
   def spy(self, *a, **kw):
-    modes.append((kw["in_memory"], kw["window_chunks"]))
+    modes.append((kw["in_memory"], kw["window_chunks"], kw["read_ahead"]))
     init(self, *a, **kw)
 
   monkeypatch.setattr(Loader, "__init__", spy)
@@ -58,6 +134,7 @@ def test_streaming_training_resumed_mid_epoch_equals_uninterrupted(tmp_path, mon
     c.dataset.builder_kwargs = {"config": "tiny"}  # 20 chunks of 1024 train rows
     c.dataset.streaming = True
     c.dataset.shuffle_window = 3
+    c.dataset.read_ahead = 1
     c.model = "fm"
     c.embed_dim = 4
     c.batch_size = 512
@@ -79,7 +156,7 @@ def test_streaming_training_resumed_mid_epoch_equals_uninterrupted(tmp_path, mon
   for a, b in zip(leaves(full["final_state"]), leaves(resumed["final_state"]), strict=True):
     np.testing.assert_array_equal(a, b)
   assert resumed["test_auc"] == full["test_auc"]
-  assert modes and set(modes) == {(False, 3)}  # training and evaluation both streamed
+  assert modes and set(modes) == {(False, 3, 1)}  # training and evaluation both streamed
 
 
 def test_preparation_streams_splits_to_disk_without_tfds_shuffler(tmp_path, monkeypatch):

@@ -200,7 +200,7 @@ from jaxctr.serving.versions import VersionManager
 import jaxctr.serve
 m = ServableModel({path!r}, buckets=(8,))
 p = m.predict_instances(json.loads(sys.stdin.read()))
-heavy = ("flax", "optax", "orbax", "tensorflow_datasets", "tensorflow", "ml_collections")
+heavy = ("flax", "optax", "orbax", "tensorflow_datasets", "tensorflow", "ml_collections", "grain")
 print(json.dumps({{"p": p.tolist(), "mods": sorted(m for m in sys.modules if m.split(".")[0] in heavy)}}))
 """
   env = dict(os.environ, PYTHONPATH=os.getcwd())
