@@ -34,8 +34,24 @@ def time_steps(fn, steps: int, warmup: int) -> list[float]:
   return out
 
 
+def peak_rss_bytes() -> int:
+  """This process's peak resident memory since it started (its image, not its parent's).
+
+  Linux's ``ru_maxrss`` survives ``execve``: a subprocess started from a large parent
+  reports at least the parent's peak. ``VmHWM`` belongs to the process's own address space.
+  """
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def peak_rss_gb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 / 1024.0
+  return peak_rss_bytes() / 1024.0**3
 
 
 def emit(result: dict) -> None:

@@ -6,7 +6,8 @@ r"""Streaming training input: peak memory against split size, and throughput aga
    under --data_dir, 20M rows take ~3 GB there).
 2. Peak RSS: one fresh subprocess per size trains --rss_steps steps of DeepFM (MLP
    400-400-400, dim 16) with `config.dataset.streaming=True` and reports its peak RSS
-   (ru_maxrss); memory must not grow with the split.
+   (VmHWM: ru_maxrss would inherit the parent's peak from preparing the data); memory must
+   not grow with the split.
 3. Throughput at the throughput benchmark's shape (benchmarks/train_throughput.py: 26 fields,
    1M-row tables, dim 16, MLP 400-400-400, batch 4096, lazy Adam): one trainer over the
    smallest prepared split (ids of the prepared data; the feature specs are widened to 1M
@@ -30,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -79,7 +79,7 @@ def child_rss(rows: int, data_dir: str, steps: int, batch: int) -> None:
     state, out = trainer.train_step(state, next(it))
   float(out["loss"])
   it.close()
-  print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+  print(json.dumps({"peak_rss_bytes": common.peak_rss_bytes()}))
 
 
 def throughput(rows: int, data_dir: str, steps: int, warmup: int, reps: int, batch: int) -> dict:
