@@ -6,6 +6,8 @@ r"""Batch scoring: click probabilities of every row of a raw file.
 ``--input`` is a file in the model's raw format (Criteo TSV, Avazu CSV with header, libFM,
 as the training data was; ``--has_label=false`` for files without the label column), or
 ``.jsonl`` with one JSON object of raw feature values per line (as in a serving request).
+Behaviour models read a CSV with a header naming their features (BARS: histories
+``^``-joined; other columns, such as the label, are ignored).
 Rows are encoded exactly as in training and scored in batches; the output has one
 probability per input row, in order (``.npy``: float32 array; else text, one per line). A
 malformed row stops the run with its file and line (skipping it would misalign the output).
@@ -22,6 +24,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from jaxctr.serving import artifact as art
+from jaxctr.serving.encoding import TokenEncoder
 from jaxctr.serving.model import ServableModel
 
 FLAGS = flags.FLAGS
@@ -74,6 +77,41 @@ def _jsonl_batches(model, path: str, batch_size: int, bar) -> Iterator[np.ndarra
       raise ValueError(f"{path}: lines {first}-: {e}") from None
 
 
+def _csv_batches(model, path: str, batch_size: int, bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Rows of a behaviour CSV with a header (BARS: histories ``^``-joined), as trained on."""
+  from jaxctr.data import parsers
+  from jaxctr.serving.encoding import RequestError
+
+  names = model.encoder.names
+  lines = parsers.csv_lines(path)
+  line, header, why = next(lines, (0, None, None))
+  if header is None:
+    raise ValueError(f"{path}:{line}: no header naming the features {names} ({why or 'empty'})")
+  missing = [n for n in names if n not in header]
+  if missing:
+    raise ValueError(f"{path}: header lacks the model's features {missing}; has {header}")
+  where = [header.index(n) for n in names]
+  rows, first = [], line + 1
+  for line, rec, why in lines:
+    bar.update(len(",".join(rec or ())) + 1)  # about the line's bytes (the bar's unit)
+    if why is None and len(rec) != len(header):
+      why = f"{len(rec)} fields, the header has {len(header)}"
+    if why is not None:  # skipping the row would misalign the output
+      raise ValueError(f"{path}:{line}: {why}")
+    rows.append(dict(zip(names, (rec[j] for j in where), strict=True)))
+    if len(rows) == batch_size:
+      try:
+        yield model.encoder.encode_instances(rows)
+      except RequestError as e:
+        raise ValueError(f"{path}: lines {first}-{line}: {e}") from None
+      rows, first = [], line + 1
+  if rows:
+    try:
+      yield model.encoder.encode_instances(rows)
+    except RequestError as e:
+      raise ValueError(f"{path}: lines {first}-: {e}") from None
+
+
 def _raw_batches(model, path: str, has_label: str, bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   # Imported here: the text parsers live in the data package (which imports the dataset
   # builders); scoring JSON lines needs none of it.
@@ -113,11 +151,12 @@ def score_file(
   bar = tqdm(
     total=os.path.getsize(path), unit="B", unit_scale=True, disable=not progress, desc="scoring"
   )
-  batches = (
-    _jsonl_batches(model, path, batch_size, bar)
-    if path.endswith((".jsonl", ".json"))
-    else _raw_batches(model, path, has_label, bar)
-  )
+  if path.endswith((".jsonl", ".json")):
+    batches = _jsonl_batches(model, path, batch_size, bar)
+  elif isinstance(model.encoder, TokenEncoder):  # behaviour data: its CSV of raw tokens
+    batches = _csv_batches(model, path, batch_size, bar)
+  else:
+    batches = _raw_batches(model, path, has_label, bar)
   parts = []
   try:
     for cat, num in batches:

@@ -26,7 +26,6 @@ into the serving artifact so that served raw rows are encoded as preparation enc
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import os
@@ -36,7 +35,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from jaxctr.data import behaviour, builders, preprocess, sequences, storage
+from jaxctr.data import behaviour, builders, parsers, preprocess, sequences
 from jaxctr.data.parsers import DataError
 from jaxctr.data.storage import ParseReport
 
@@ -223,45 +222,6 @@ def _vocabularies(train_rows, c: BehaviourBuilderConfig):
   return {k: sequences.TokenVocabulary(v, c.min_count) for k, v in tokens.items()}
 
 
-def _csv_lines(path: str):
-  """(line number, fields, None) of each CSV line of `path`, or (line, None, why it is bad).
-
-  Read as bytes line by line, so a line of any length, bytes that are not UTF-8, NUL bytes
-  or a field over the csv module's limit make one bad row, never an exception that ends
-  the preparation. Blank lines are skipped.
-  """
-  storage.check_file(path)  # a directory, missing, empty or unreadable file: DataError
-  try:
-    fh = open(path, "rb")  # noqa: SIM115 - closed below
-  except OSError as e:
-    raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
-  with fh:
-    line = 0
-    while True:
-      try:
-        raw = fh.readline()
-      except OSError as e:  # e.g. EIO on a failing disk
-        raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
-      if not raw:
-        return
-      line += 1
-      raw = raw.rstrip(b"\r\n")
-      if not raw.strip():
-        continue
-      if b"\x00" in raw:
-        yield line, None, "NUL byte in the line"
-        continue
-      try:
-        text = raw.decode("utf-8")
-      except UnicodeDecodeError as e:
-        yield line, None, f"not UTF-8 text (byte {e.start} of the line)"
-        continue
-      try:
-        yield line, next(csv.reader([text])), None
-      except csv.Error as e:  # e.g. "field larger than field limit (131072)"
-        yield line, None, str(e)
-
-
 def read_bars_csv(
   path: str,
   c: BehaviourBuilderConfig,
@@ -279,7 +239,7 @@ def read_bars_csv(
   strict = c.strict if strict is None else strict
   need = ("label", *c.categorical, *(s.name for s in c.sequences))
   rows: dict[str, list] = {k: [] for k in need}
-  lines = _csv_lines(path)
+  lines = parsers.csv_lines(path)
   line, header, why = next(lines, (0, None, None))
   if why is not None:  # without its header no row of the file can be read
     raise DataError(f"{path}:{line}: bad header: {why}")
@@ -362,7 +322,7 @@ def read_user_behavior(
   report = ParseReport() if report is None else report
   names = ("user", "item", "category", "behavior", "timestamp")
   cols: dict[str, list] = {k: [] for k in names}
-  for line, rec, why in _csv_lines(path):
+  for line, rec, why in parsers.csv_lines(path):
     if why is not None:
       report.bad(f"{path}:{line}: {why}", strict)
       continue

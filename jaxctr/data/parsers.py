@@ -19,6 +19,7 @@ reading, line numbering and error accounting live in `storage` (`drive_blocks`).
 
 from __future__ import annotations
 
+import csv
 import itertools
 from collections.abc import Iterator
 
@@ -29,6 +30,7 @@ from jaxctr.data.storage import (
   DataError,
   ParsedChunk,
   ParseReport,
+  check_file,
   drive_blocks,
   read_blocks,
 )
@@ -420,3 +422,42 @@ def parse_libfm(
     return chunk, nlines, bad
 
   return drive_blocks(path, itertools.chain([first], blocks), block_fn, report, strict, workers)
+
+
+def csv_lines(path: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
+  """(line number, fields, None) of each CSV line of `path`, or (line, None, why it is bad).
+
+  Read as bytes line by line, so a line of any length, bytes that are not UTF-8, NUL bytes
+  or a field over the csv module's limit make one bad row, never an exception that ends
+  the preparation. Blank lines are skipped.
+  """
+  check_file(path)  # a directory, missing, empty or unreadable file: DataError
+  try:
+    fh = open(path, "rb")  # noqa: SIM115 - closed below
+  except OSError as e:
+    raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
+  with fh:
+    line = 0
+    while True:
+      try:
+        raw = fh.readline()
+      except OSError as e:  # e.g. EIO on a failing disk
+        raise DataError(f"data file cannot be read: {path}: {e.strerror}") from e
+      if not raw:
+        return
+      line += 1
+      raw = raw.rstrip(b"\r\n")
+      if not raw.strip():
+        continue
+      if b"\x00" in raw:
+        yield line, None, "NUL byte in the line"
+        continue
+      try:
+        text = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        yield line, None, f"not UTF-8 text (byte {e.start} of the line)"
+        continue
+      try:
+        yield line, next(csv.reader([text])), None
+      except csv.Error as e:  # e.g. "field larger than field limit (131072)"
+        yield line, None, str(e)

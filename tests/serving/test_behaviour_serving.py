@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from jaxctr import export, train
+from jaxctr import export, predict, train
 from jaxctr.data import behaviour, behaviour_builders, builders
 from jaxctr.serving import artifact as art
 from jaxctr.serving.app import make_app
@@ -139,6 +139,26 @@ def test_served_raw_rows_equal_offline(served):
   # The history matters: the same rows without it predict something else.
   blank = [{**r, "item_history": "", "cate_history": ""} for r in rows]
   assert np.abs(model.predict_instances(blank) - got).max() > 1e-4
+
+
+def test_batch_scoring_of_a_bars_csv(served, tmp_path):
+  """`jaxctr.predict` reads the raw CSV by its header (any column order, extra columns)."""
+  _, ref, path, rows = served
+  raw = tmp_path / "test.csv"
+  cols = ["cate_history", "extra", "item_id", "label", "user_id", "item_history", "cate_id"]
+  with open(raw, "w", newline="") as fh:
+    w = csv.writer(fh)
+    w.writerow(cols)
+    for r in rows:
+      w.writerow([{"extra": "x", "label": "1"}.get(c) or r[c] for c in cols])
+  out = tmp_path / "p.npy"
+  n = predict.score_file(os.path.dirname(path), str(raw), str(out), batch_size=64, progress=False)
+  assert n == len(rows)
+  assert np.abs(np.load(out) - ref).max() <= 1e-6
+  with open(raw, "a") as fh:
+    fh.write("a,b\n")
+  with pytest.raises(ValueError, match=rf"test.csv:{len(rows) + 2}: 2 fields"):
+    predict.score_file(os.path.dirname(path), str(raw), str(out), progress=False)
 
 
 def test_http_predict_of_raw_histories(served):
