@@ -46,6 +46,7 @@ LAYERS = {
   "jaxctr.predict": 5,
   "jaxctr.serve": 5,
   "jaxctr.export": 5,
+  "jaxctr.export_tf": 5,
   "jaxctr.serving": 5,
 }
 
