@@ -4,10 +4,11 @@ r"""Streaming training input: peak memory against split size, and throughput aga
 
 1. Prepares synthetic_ctr training splits of each size (default 1M and 20M rows; cached
    under --data_dir, 20M rows take ~3 GB there).
-2. Peak RSS: one fresh subprocess per size trains --rss_steps steps of DeepFM (MLP
-   400-400-400, dim 16) with `config.dataset.streaming=True` and reports its peak RSS
-   (VmHWM: ru_maxrss would inherit the parent's peak from preparing the data); memory must
-   not grow with the split.
+2. Peak RSS: a fresh subprocess trains --rss_steps steps of DeepFM (MLP 400-400-400, dim
+   16) with `config.dataset.streaming=True` and reports its peak RSS (VmHWM: ru_maxrss would
+   inherit the parent's peak from preparing the data); --rss_reps processes per size,
+   alternating sizes, median reported (one process's peak varies by a few hundred MB with
+   thread timing and heap reuse); memory must not grow with the split.
 3. Throughput at the throughput benchmark's shape (benchmarks/train_throughput.py: 26 fields,
    1M-row tables, dim 16, MLP 400-400-400, batch 4096, lazy Adam): one trainer over the
    smallest prepared split (ids of the prepared data; the feature specs are widened to 1M
@@ -182,6 +183,7 @@ def main() -> None:
   p.add_argument("--reps", type=int, default=4)
   p.add_argument("--window", type=int, default=8)
   p.add_argument("--read_ahead", type=int, default=2, help="streaming Loader's read_ahead")
+  p.add_argument("--rss_reps", type=int, default=3, help="fresh processes per size (median)")
   p.add_argument("--prepare_only", action="store_true")
   p.add_argument("--parts", default="rss,throughput,loader")
   p.add_argument("--child_rss", type=int, default=0, help=argparse.SUPPRESS)
@@ -199,13 +201,16 @@ def main() -> None:
   parts = args.parts.split(",")
   result: dict = {}
   if "rss" in parts:
-    rss = {}
-    for n in sizes:
-      cmd = [sys.executable, __file__, f"--child_rss={n}", f"--data_dir={args.data_dir}"]
-      cmd += [f"--rss_steps={args.rss_steps}", f"--batch={args.batch}"]
-      res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-      rss[str(n)] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
+    runs: dict[str, list[float]] = {str(n): [] for n in sizes}
+    for r in range(args.rss_reps):  # sizes alternate; each run a fresh process
+      for n in sizes if r % 2 == 0 else sizes[::-1]:
+        cmd = [sys.executable, __file__, f"--child_rss={n}", f"--data_dir={args.data_dir}"]
+        cmd += [f"--rss_steps={args.rss_steps}", f"--batch={args.batch}"]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        runs[str(n)].append(json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_bytes"])
+    rss = {k: int(np.median(v)) for k, v in runs.items()}
     result["peak_rss_bytes"] = rss
+    result["peak_rss_bytes_spread"] = {k: spread(v) for k, v in runs.items()}
     result["rss_ratio_largest_over_smallest"] = rss[str(max(sizes))] / rss[str(min(sizes))]
     result["rss_steps"] = args.rss_steps
   if "throughput" in parts:

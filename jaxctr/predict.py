@@ -51,38 +51,43 @@ def resolve(model_dir: str) -> str:
   return os.path.join(model_dir, str(versions[-1]))
 
 
-def _jsonl_batches(model, path: str, batch_size: int, bar) -> Iterator[np.ndarray]:
+def _encoded(model, path: str, rows: Iterator[tuple[int, dict]], batch_size: int):
+  """Encoded batches of numbered raw rows; a bad value names the batch's lines."""
   from jaxctr.serving.encoding import RequestError
 
-  rows, first = [], 1
+  batch, first = [], None
+  for line, row in rows:
+    batch.append(row)
+    first = line if first is None else first
+    if len(batch) == batch_size:
+      try:
+        yield model.encoder.encode_instances(batch)
+      except RequestError as e:
+        raise ValueError(f"{path}: lines {first}-{line}: {e}") from None
+      batch, first = [], None
+  if batch:
+    try:
+      yield model.encoder.encode_instances(batch)
+    except RequestError as e:
+      raise ValueError(f"{path}: lines {first}-: {e}") from None
+
+
+def _jsonl_rows(path: str, bar) -> Iterator[tuple[int, dict]]:
   with open(path, "rb") as fh:
     for i, line in enumerate(fh, 1):
       bar.update(len(line))
       if not line.strip():
         continue
       try:
-        rows.append(json.loads(line))
+        yield i, json.loads(line)
       except ValueError as e:
         raise ValueError(f"{path}:{i}: invalid JSON ({e})") from None
-      if len(rows) == batch_size:
-        try:
-          yield model.encoder.encode_instances(rows)
-        except RequestError as e:
-          raise ValueError(f"{path}: lines {first}-{i}: {e}") from None
-        rows, first = [], i + 1
-  if rows:
-    try:
-      yield model.encoder.encode_instances(rows)
-    except RequestError as e:
-      raise ValueError(f"{path}: lines {first}-: {e}") from None
 
 
-def _csv_batches(model, path: str, batch_size: int, bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _csv_rows(names: list[str], path: str, bar) -> Iterator[tuple[int, dict]]:
   """Rows of a behaviour CSV with a header (BARS: histories ``^``-joined), as trained on."""
   from jaxctr.data import parsers
-  from jaxctr.serving.encoding import RequestError
 
-  names = model.encoder.names
   lines = parsers.csv_lines(path)
   line, header, why = next(lines, (0, None, None))
   if header is None:
@@ -91,25 +96,13 @@ def _csv_batches(model, path: str, batch_size: int, bar) -> Iterator[tuple[np.nd
   if missing:
     raise ValueError(f"{path}: header lacks the model's features {missing}; has {header}")
   where = [header.index(n) for n in names]
-  rows, first = [], line + 1
   for line, rec, why in lines:
     bar.update(len(",".join(rec or ())) + 1)  # about the line's bytes (the bar's unit)
     if why is None and len(rec) != len(header):
       why = f"{len(rec)} fields, the header has {len(header)}"
     if why is not None:  # skipping the row would misalign the output
       raise ValueError(f"{path}:{line}: {why}")
-    rows.append(dict(zip(names, (rec[j] for j in where), strict=True)))
-    if len(rows) == batch_size:
-      try:
-        yield model.encoder.encode_instances(rows)
-      except RequestError as e:
-        raise ValueError(f"{path}: lines {first}-{line}: {e}") from None
-      rows, first = [], line + 1
-  if rows:
-    try:
-      yield model.encoder.encode_instances(rows)
-    except RequestError as e:
-      raise ValueError(f"{path}: lines {first}-: {e}") from None
+    yield line, dict(zip(names, (rec[j] for j in where), strict=True))
 
 
 def _raw_batches(model, path: str, has_label: str, bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -152,9 +145,9 @@ def score_file(
     total=os.path.getsize(path), unit="B", unit_scale=True, disable=not progress, desc="scoring"
   )
   if path.endswith((".jsonl", ".json")):
-    batches = _jsonl_batches(model, path, batch_size, bar)
+    batches = _encoded(model, path, _jsonl_rows(path, bar), batch_size)
   elif isinstance(model.encoder, TokenEncoder):  # behaviour data: its CSV of raw tokens
-    batches = _csv_batches(model, path, batch_size, bar)
+    batches = _encoded(model, path, _csv_rows(model.encoder.names, path, bar), batch_size)
   else:
     batches = _raw_batches(model, path, has_label, bar)
   parts = []
