@@ -269,9 +269,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Multi-process runs: each process reads, deduplicates and places only its own rows of
   # every global batch, and ids and rows move between processes inside the step
   # (jaxctr/train.py). auto: when every table's placement allows it (replicated and
-  # row-based sharded tables; not offload, column_wise, partials, dense l2), else every
-  # process reads the whole batch, with a warning saying why; on: required (also in one
-  # process, where it runs the same per-device path); off: never.
+  # sharded tables; not offload, partials, dense l2), else every process reads the whole
+  # batch, with a warning saying why; on: required (also in one process, where it runs the
+  # same per-device path); off: never.
   c.per_process_input = "auto"  # auto|on|off
   c.num_devices = 0  # use the first N local devices; 0: all
   # Host allocator (jaxctr/hostmem.py): reuse keeps XLA:CPU step temporaries in the heap

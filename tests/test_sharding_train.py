@@ -140,9 +140,9 @@ def test_per_process_input_trains_like_one_device(data_dir, tmp_path, single):
   """``per_process_input=on`` runs the multi-process input path in one process of 8 devices.
 
   Ids are deduplicated per device and requests and rows move inside the step, for
-  replicated, row-wise and table-wise tables at once: the one-device model.
+  replicated, row-wise, table-wise and column-wise tables at once: the one-device model.
   """
-  pins = {"C1": "data_parallel", "C5": "table_wise"}
+  pins = {"C1": "data_parallel", "C5": "table_wise", "C3": "column_wise"}
   cfg = _cfg(
     data_dir,
     sharding="row_wise",
@@ -158,7 +158,7 @@ def test_per_process_input_trains_like_one_device(data_dir, tmp_path, single):
   assert abs(res["test_auc"] - res1["test_auc"]) < 2e-5
   assert abs(res["test_logloss"] - res1["test_logloss"]) < 2e-5
   got, want = _virtual_emb(res, cfg), _virtual_emb(res1, cfg1)
-  assert len(got) == 3  # one stack per placement
+  assert len(got) == 4  # one stack per placement
   cat = lambda emb, k: np.concatenate([emb[n][k] for n in sorted(emb)])
   for k in next(iter(want.values())):  # the stacks differ; the rows of all tables do not
     np.testing.assert_allclose(
@@ -168,7 +168,8 @@ def test_per_process_input_trains_like_one_device(data_dir, tmp_path, single):
 
 def test_per_process_input_refusals(data_dir):
   cfg = _cfg(data_dir, sharding="column_wise", num_devices=8, per_process_input="on")
-  with pytest.raises(ValueError, match="per_process_input='on'.*column_wise"):
+  cfg.embedding.l2, cfg.embedding.l2_mode = 1e-4, "dense"
+  with pytest.raises(ValueError, match="per_process_input='on'.*l2_mode='dense'"):
     train.Trainer(cfg)
   cfg.per_process_input = "auto"  # one process: the whole-batch path, as always
   assert not train.Trainer(cfg).local_input

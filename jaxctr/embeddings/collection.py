@@ -375,11 +375,8 @@ class EmbeddingCollection:
   def local_input_refusal(self) -> str:
     """Why `prepare_local` cannot serve these stacks ("" when it can)."""
     for s in self.stacks:
-      layout = self.layouts.get(s.name)
       if s.name in self.deferred_routing:
         return f"table stack {s.name!r} has its ids routed after prepare (offload cache, partials)"
-      if layout is not None and not layout.row_based:
-        return f"table stack {s.name!r} is {layout.strategy} (every device needs all its ids)"
     return ""
 
   def prepare_local(
@@ -401,7 +398,9 @@ class EmbeddingCollection:
       (XLA collectives) and sums them per row;
     - row-based sharded stacks: ``req`` [devices, n, K] the local rows each device asks
       of each owner (`sharded.route_local`), ``inv`` into the received rows; requests and
-      rows move by ``all_to_all`` (`sharded.MeshPlacement.gather_requests`).
+      rows move by ``all_to_all`` (`sharded.MeshPlacement.gather_requests`);
+    - ``column_wise`` stacks: ``req`` [devices, K] each device's distinct rows, asked of
+      every owner (each holds a slice of every row's columns), ``inv`` into them.
 
     U and K are sized by this batch's ids (`sharded.capacity_bucket`: the largest count of
     any device, a power of two, at most the worst case `sharded.local_capacity`). Shapes
@@ -539,7 +538,10 @@ class EmbeddingCollection:
     return rows
 
   def _gather_local(self, s: Stack, entry, ids, layout) -> Array:
-    """Rows of per-process input (`prepare_local`): [n, U, D] or the owners' [n, n*K, D]."""
+    """Rows of per-process input (`prepare_local`): [n, U, D] or the owners' [n, n*K, D].
+
+    Column-wise owners return their ``shard_dim`` columns of the requested rows.
+    """
     read = lambda a, u: quantization.dequantize(
       sharded.take_rows_any(a["table"], u),
       sharded.take_rows_any(a["scale"], u) if "scale" in a else None,
@@ -564,7 +566,7 @@ class EmbeddingCollection:
       layout = None if s.name in replicated else self.layouts.get(s.name)
       if "req" in ids[s.name]:  # per-process input: rows answer each device's requests
         x = self.placement.exchange_requests(layout, rows[s.name], inv)
-        pad = ids[s.name]["req"].shape[-1] - 1  # owner 0's last slot: the zero row
+        pad = ids[s.name]["req"].shape[-1] - 1  # (owner 0's) last slot: the zero row
         is_real = lambda iv, pad=pad: iv != pad
       elif "dev_uniq" in ids[s.name]:  # per-process input, replicated: each device's rows
         n, u = ids[s.name]["dev_uniq"].shape

@@ -29,7 +29,11 @@ exchange (``inv``). Inside the jitted step (`jax.shard_map`):
 With per-process input (`route_local`, multi-process runs) a process sees only its own
 rows: each device's distinct ids are bucketed by owner on the host, the requests travel to
 the owners by one more ``all_to_all`` of ints inside the step, and owners sum the gradients
-of rows that several devices asked for before updating them (`dedup_sum`).
+of rows that several devices asked for before updating them (`dedup_sum`). ``column_wise``
+stacks take the same path with one request list per device: every owner holds every row,
+so each device's distinct ids reach all owners (an ``all_gather`` of ints), each owner
+answers with its column slice of them, and the returned ``all_to_all`` concatenates the
+slices along the dimension.
 
 Per-step communication is two all-to-alls of (devices x distinct ids per
 (requester, owner) pair x dim) values: proportional to the batch's ids, never
@@ -298,8 +302,13 @@ def local_capacity(layout_rows: int, ids_per_device: int) -> int:
 
 
 def owner_counts(layout: Layout, uniq: np.ndarray) -> np.ndarray:
-  """[n] rows that one device's sorted distinct virtual rows ``uniq`` ask of each owner."""
+  """[n] rows that one device's sorted distinct virtual rows ``uniq`` ask of each owner.
+
+  Column-wise owners hold every row (a slice of its columns), so each is asked all of them.
+  """
   valid = uniq[uniq < layout.rows]
+  if not layout.row_based:
+    return np.full(layout.num_shards, len(valid), np.int64)
   return np.bincount(layout.locate(valid)[0], minlength=layout.num_shards)
 
 
@@ -314,7 +323,7 @@ def capacity_bucket(need: int, ceiling: int) -> int:
 def route_local(
   layout: Layout, uniq: np.ndarray, inv: np.ndarray, capacity: int
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Requester-side plan of one device's ids for per-process input (row-based layouts).
+  """Requester-side plan of one device's ids for per-process input.
 
   Unlike `route`, which plans the whole global batch on every process, this sees only one
   requesting device's ids; the owners learn what to serve inside the step, when the
@@ -322,18 +331,29 @@ def route_local(
   TorchRec's input distribution sends ids before rows.
 
   Args:
-    layout: The stack's (row-based) layout.
+    layout: The stack's layout.
     uniq: The device's sorted distinct virtual rows (values >= ``layout.rows``: padding).
     inv: [b, C] positions into ``uniq``.
-    capacity: Slots per owner, `local_capacity`; slot ``capacity - 1`` of owner 0 is never
+    capacity: Slots per owner, `local_capacity`; slot ``capacity - 1`` (of owner 0) is never
       requested, so it reads the zero row that padding ids point at.
 
   Returns:
-    ``req`` [n, capacity]: the local rows asked of each owner (``shard_rows``: none), and
-    ``inv`` [b, C]: each id position's row in the received [n * capacity] buffer.
+    ``req``: [n, capacity] the local rows asked of each owner (row-based), or [capacity]
+    the distinct rows asked of every owner (``column_wise``); ``shard_rows`` marks unused
+    slots. ``inv`` [b, C]: each id position's row in the received [n * capacity] buffer
+    (row-based) or [capacity] rows, once their column slices are joined (``column_wise``).
   """
   n, K = layout.num_shards, capacity
   valid = uniq < layout.rows
+  if not layout.row_based:  # uniq is sorted: its real rows come first
+    m = int(valid.sum())
+    if m > K - 1:
+      raise ValueError(f"route_local: {m} distinct rows exceed capacity {K}")
+    req = np.full(K, layout.shard_rows, np.int64)
+    req[:m] = uniq[valid]
+    where = np.full(len(uniq), K - 1, np.int64)
+    where[valid] = np.arange(m)
+    return req.astype(np.int32), where[inv].astype(np.int32)
   owner, local_rows = layout.locate(uniq[valid])
   counts = np.bincount(owner, minlength=n)
   if counts.max(initial=0) > K - 1:
@@ -455,28 +475,48 @@ class MeshPlacement:
     return dict(zip(names, out))
 
   # -------------------------------------------- per-process input (route_local)
+  def _receive_requests(self, layout: Layout, rq: jax.Array) -> jax.Array:
+    """[n_requester * K] rows asked of this owner, from its local part ``rq`` of ``req``.
+
+    Row-based: each requester's [n_owner, K] lists go to their owners by ``all_to_all``.
+    Column-wise: every owner serves every requester's whole [K] list (its columns of
+    those rows), so the lists are all-gathered: ints, K per device.
+    """
+    if layout.row_based:
+      return jax.lax.all_to_all(rq[0], self.axes, 0, 0, tiled=True).reshape(-1)
+    return jax.lax.all_gather(rq[0], self.axes, axis=0, tiled=True)
+
   def gather_requests(self, layout: Layout, arrays: Mapping[str, jax.Array], req, fn):
     """Each owner's rows for every request it receives: [n, n * K, D] split on axis 0.
 
-    ``req`` [n, n, K] (requester, owner, slot), split with the batch, travels to the owners
-    by ``all_to_all``; ``fn(local arrays, local rows)`` reads the rows (repeats allowed).
+    ``req`` [n, n, K] (requester, owner, slot), or [n, K] (requester, slot) for
+    ``column_wise``, split with the batch, travels to the owners inside the step;
+    ``fn(local arrays, local rows)`` reads the rows (repeats allowed). D is the stored
+    width: ``shard_dim`` for ``column_wise``.
     """
     ax = self.axes
     names = sorted(arrays)
 
     def local(rq, *arrs):
-      recv = jax.lax.all_to_all(rq[0], ax, 0, 0, tiled=True)  # [n_requester, K]
-      return fn(dict(zip(names, arrs)), recv.reshape(-1))[None]
+      recv = self._receive_requests(layout, rq)  # requester-major
+      return fn(dict(zip(names, arrs)), recv)[None]
 
     specs = tuple(self.spec(layout) for _ in names)
     return self.shard_map(local, (P(ax),) + specs, P(ax))(req, *[arrays[k] for k in names])
 
   def exchange_requests(self, layout: Layout, rows: jax.Array, inv) -> jax.Array:
-    """[B, C, D] vectors from `gather_requests`' rows; differentiable in ``rows``."""
+    """[B, C, dim] vectors from `gather_requests`' rows; differentiable in ``rows``.
+
+    Column-wise requesters receive every owner's column slice of their K rows and join
+    them along the dimension (dropping its padding), as `exchange` does.
+    """
     ax, n = self.axes, self.size
 
     def local(r, iv):
       send = r[0].reshape(n, -1, r.shape[-1])  # [n_requester, K, D]
+      if not layout.row_based:
+        recv = jax.lax.all_to_all(send, ax, 0, 2, tiled=True)  # [1, K, n_owner * D]
+        return recv[0][:, : layout.dim][iv]
       recv = jax.lax.all_to_all(send, ax, 0, 0, tiled=True)  # [n_owner, K, D]
       return recv.reshape(-1, r.shape[-1])[iv]
 
@@ -486,13 +526,13 @@ class MeshPlacement:
     """``fn(local entry, distinct local rows, summed grads, shard)`` on every owner.
 
     The owner receives the requests again (ints, cheap) and sums the gradients of rows that
-    several devices asked for (`dedup_sum`).
+    several devices asked for (`dedup_sum`); a column-wise owner updates its columns.
     """
     ax = self.axes
     names = sorted(entry)
 
     def local(rq, g, *arrs):
-      recv = jax.lax.all_to_all(rq[0], ax, 0, 0, tiled=True).reshape(-1)
+      recv = self._receive_requests(layout, rq)
       ids, summed = dedup_sum(recv, g[0], layout.shard_rows)
       new = fn(dict(zip(names, arrs)), ids, summed, jax.lax.axis_index(ax))
       return tuple(new[k] for k in names)

@@ -52,7 +52,8 @@ def _step(coll, local: bool):
 
 
 @pytest.mark.parametrize(
-  "strategy", ["data_parallel", "row_wise", "row_wise_mod", "table_wise", "table_row_wise"]
+  "strategy",
+  ["data_parallel", "row_wise", "row_wise_mod", "table_wise", "table_row_wise", "column_wise"],
 )
 def test_per_device_ids_match_single_device(strategy):
   ref, loc = _coll(), _coll(strategy)
@@ -95,15 +96,48 @@ def test_route_local_plans_one_device():
   assert req[0, cap - 1] == lay.shard_rows  # the zero row padding ids read
 
 
-def test_column_wise_and_deferred_stacks_refused():
+def test_route_local_plans_one_device_column_wise():
+  lay = sharded.make_layout("column_wise", [100], 4, N)  # every device: 100 rows, 1 column
+  ids = np.array([[3, 40], [3, 99], [100, 14]])  # 100: padding
+  uniq, inv = np.unique(ids, return_inverse=True)
+  cap = sharded.local_capacity(lay.shard_rows, ids.size)
+  req, new_inv = sharded.route_local(lay, uniq, inv.reshape(ids.shape), cap)
+  assert req.shape == (cap,)
+  assert sorted(req[req < 100].tolist()) == [3, 14, 40, 99]  # each distinct row once
+  got = np.where(new_inv < cap - 1, req[new_inv], -1)
+  assert np.array_equal(got, np.where(ids < 100, ids, -1))
+  assert req[cap - 1] == lay.shard_rows  # the zero row padding ids read
+  assert sharded.owner_counts(lay, uniq).tolist() == [4] * N  # every owner serves all 4
+  with pytest.raises(ValueError, match="exceed capacity 4"):
+    sharded.route_local(lay, uniq, inv.reshape(ids.shape), 4)
+
+
+def test_column_wise_slots_sized_by_the_batch():
   coll = _coll("column_wise")
-  assert "column_wise" in coll.local_input_refusal()
-  with pytest.raises(ValueError, match="per-process input: .*column_wise"):
+  (stack,) = coll.stacks
+  b = 8  # rows per device
+  batch = _batch(np.random.default_rng(2), b=N * b)
+  flat = coll._stack_ids(batch)[0][stack.name]
+  most = max(int((np.unique(flat[d * b : (d + 1) * b]) < stack.rows).sum()) for d in range(N))
+  worst = sharded.local_capacity(stack.rows, b * flat.shape[1])
+  req = coll.prepare_local(batch, N)[stack.name]["req"]
+  assert req.shape == (N, sharded.capacity_bucket(most + 1, worst))
+  agreed = coll.prepare_local(batch, N, lambda sizes: {k: worst for k in sizes})
+  assert agreed[stack.name]["req"].shape == (N, worst)
+
+
+def test_deferred_stacks_refused():
+  coll = _coll("column_wise")
+  assert coll.local_input_refusal() == ""  # column_wise stacks take per-process input
+  coll.deferred_routing = frozenset({coll.stacks[0].name})  # as an offload cache's slots
+  assert "routed after prepare" in coll.local_input_refusal()
+  with pytest.raises(ValueError, match="per-process input: .*routed after prepare"):
     coll.prepare_local(_batch(np.random.default_rng(0), b=64), N)
 
 
-def test_no_whole_table_all_gather():
-  loc = _coll("row_wise")
+@pytest.mark.parametrize("strategy", ["row_wise", "column_wise"])
+def test_no_whole_table_all_gather(strategy):
+  loc = _coll(strategy)
   state = _state(loc)
   ids = parallel.put_local_batch(
     loc.prepare_local(_batch(np.random.default_rng(1), b=64), N), loc.placement.mesh, RULES
