@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from jaxctr.data import streaming
 from jaxctr.data.storage import SplitSource
 
 _END = object()
@@ -160,6 +159,8 @@ class Loader:
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
     if self.in_memory:
       return prefetch(self._in_memory_batches(), self.prefetch_size)
+    from jaxctr.data import streaming  # imports Grain, which in-memory runs do without
+
     windows = streaming.WindowStream(
       self.source,
       self.batch_size,
