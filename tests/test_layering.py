@@ -21,6 +21,7 @@ LAYERS = {
   "jaxctr.summary": 0,
   "jaxctr.metrics": 0,
   "jaxctr.parallel": 0,
+  "jaxctr.agreement": 0,
   "jaxctr.checkpoint": 0,
   "jaxctr.state": 0,
   "jaxctr.config_files": 0,
