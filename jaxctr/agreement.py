@@ -17,6 +17,12 @@ import jax
 # A peer that has not posted its sizes by then is gone or stuck: fail with its name rather
 # than wait forever (the step's own collectives would fail too, less clearly).
 TIMEOUT_MS = 30 * 60 * 1000
+# Waits are cut into polls this long, so that `cancel` ends one within about a poll.
+POLL_MS = 500
+
+
+class Cancelled(RuntimeError):
+  """`ProcessMax.cancel` ended a wait (its input iterator was closed)."""
 
 
 def _client():
@@ -45,6 +51,31 @@ class ProcessMax:
     self.tag = tag
     self.calls = 0
     self.process, self.processes = jax.process_index(), jax.process_count()
+    self._cancelled = False
+
+  def cancel(self) -> None:
+    """Ends a call waiting for peers (which raises `Cancelled`), and every later call.
+
+    A closed input iterator may leave its prefetch thread waiting for a batch that the
+    peers, whose iterators were closed a batch earlier, never prepare.
+    """
+    self._cancelled = True
+
+  def _get(self, client, call: int, process: int) -> str:
+    key, waited = self._key(call, process), 0
+    while True:
+      if self._cancelled:
+        raise Cancelled(f"{self.tag}: the input iterator was closed")
+      wait = min(POLL_MS, TIMEOUT_MS - waited)
+      try:
+        return client.blocking_key_value_get(key, wait)
+      except Exception as e:  # the service's timeout error type is not public
+        waited += wait
+        if waited >= TIMEOUT_MS:
+          raise RuntimeError(
+            f"per-process input: process {process} did not post its batch {call} sizes "
+            f"({self.tag}) within {TIMEOUT_MS / 1000:.0f} s: {e}"
+          ) from e
 
   def _key(self, call: int, process: int) -> str:
     return f"jaxctr/max/{self.tag}/{call}/{process}"
@@ -60,12 +91,7 @@ class ProcessMax:
     for p in range(self.processes):
       if p == self.process:
         continue
-      try:
-        got = json.loads(client.blocking_key_value_get(self._key(call, p), TIMEOUT_MS))
-      except Exception as e:  # the service's error type is not public
-        raise RuntimeError(
-          f"per-process input: process {p} did not post its batch {call} sizes ({self.tag}): {e}"
-        ) from e
+      got = json.loads(self._get(client, call, p))
       if got.keys() != out.keys():
         raise RuntimeError(f"per-process input: process {p} sized {sorted(got)}, not {sorted(out)}")
       out = {k: max(v, int(got[k])) for k, v in out.items()}

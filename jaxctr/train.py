@@ -226,11 +226,12 @@ class Trainer:
       window_chunks=cfg.dataset.shuffle_window,
       read_ahead=cfg.dataset.read_ahead,
     )
-    fn = self._device_batch
+    fn, cancel = self._device_batch, None
     if self.local_input:  # exchange sizes agreed per batch, per iterator (same order everywhere)
       self._iterators += 1
-      fn = functools.partial(fn, agree=agreement.ProcessMax(f"{split}.{self._iterators}"))
-    items = data_lib.prefetch(loader, cfg.prefetch, fn)
+      agree = agreement.ProcessMax(f"{split}.{self._iterators}")
+      fn, cancel = functools.partial(fn, agree=agree), agree.cancel
+    items = data_lib.prefetch(loader, cfg.prefetch, fn, cancel)
     return self.tables.pipeline(items, train=train)
 
   # ------------------------------------------------------------------ steps

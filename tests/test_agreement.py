@@ -72,3 +72,25 @@ def test_a_missing_peer_is_named(monkeypatch):
   monkeypatch.setattr(agreement, "TIMEOUT_MS", 50)
   with pytest.raises(RuntimeError, match="process 1 did not post its batch 0 sizes"):
     p0({"t": 8})
+
+
+def test_cancel_ends_a_wait_for_a_peer_that_stopped(monkeypatch):
+  """A closed iterator's prefetch thread must not wait out the timeout at the end of a run."""
+  store = FakeStore()
+  (p0, _) = _processes(monkeypatch, 2, store)
+  monkeypatch.setattr(agreement, "POLL_MS", 20)
+  errors = []
+
+  def run():
+    try:
+      p0({"t": 8})
+    except agreement.Cancelled as e:
+      errors.append(e)
+
+  t = threading.Thread(target=run)
+  t.start()
+  t.join(0.2)
+  assert t.is_alive()  # waiting for process 1
+  p0.cancel()
+  t.join(5)
+  assert not t.is_alive() and len(errors) == 1

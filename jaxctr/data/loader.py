@@ -36,11 +36,17 @@ class _Raised:
     self.exc = exc
 
 
-def prefetch(iterable: Iterable, size: int = 2, fn: Callable | None = None) -> Iterator:
+def prefetch(
+  iterable: Iterable,
+  size: int = 2,
+  fn: Callable | None = None,
+  cancel: Callable[[], None] | None = None,
+) -> Iterator:
   """Iterates `iterable` (mapping `fn` over it) in a background thread, `size` items ahead.
 
   An exception raised by the iterable or `fn` is re-raised in the consumer. If the consumer
-  stops early, the worker notices within a fraction of a second and exits.
+  stops early, the worker notices within a fraction of a second and exits; `cancel` (if
+  given) is called then, to end an `fn` call that would otherwise wait on.
   """
   if size <= 0:
     yield from (fn(x) for x in iterable) if fn else iterable
@@ -82,6 +88,8 @@ def prefetch(iterable: Iterable, size: int = 2, fn: Callable | None = None) -> I
       yield item
   finally:
     stop.set()
+    if cancel is not None:
+      cancel()
     # Wait for the item in progress (it may be placing arrays on devices): a worker still in
     # XLA when the interpreter exits aborts the process.
     t.join(timeout=60)
