@@ -114,6 +114,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Windows read ahead, each in its own thread (streaming only); memory holds about
   # read_ahead + 1 windows. 0 reads a window only when the batches need it.
   c.dataset.read_ahead = 2
+  # Streaming only: independent window streams (chunk i in stream i % input_shards), each
+  # giving 1/input_shards of every batch. A multi-process run with per-process input whose
+  # process count divides it reads only its own streams' chunks, and its batches are the same
+  # for any such process count (1 x 8 equals 2 x 4 at equal input_shards).
+  c.dataset.input_shards = 1
   # Vocabulary-free ids, applied at preparation (see jaxctr/data/preprocess.py:
   # PreprocessConfig); any change prepares the dataset again into its own folder.
   c.dataset.hash_features = ""  # comma-separated categorical features, or "all": hashed ids

@@ -224,6 +224,7 @@ class Trainer:
       prefetch=cfg.prefetch,
       in_memory=not cfg.dataset.streaming,
       window_chunks=cfg.dataset.shuffle_window,
+      input_shards=cfg.dataset.input_shards,
       read_ahead=cfg.dataset.read_ahead,
     )
     fn, cancel = self._device_batch, None

@@ -1,4 +1,4 @@
-"""Multi-host: 2 processes x 4 CPU devices train like 1 process x 8 (row-sharded tables).
+"""Multi-host: 2 processes x 4 CPU devices train like 1 process x 8.
 
 Each run is `python -m jaxctr.main` in a subprocess, as users launch it; the
 processes meet through `jax.distributed.initialize` on localhost. With per-process
@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from jaxctr import data as data_lib
 
@@ -34,7 +35,6 @@ def _cmd(data_dir, workdir, extra=()):
     f"--config={ROOT}/experiments/synthetic/deepfm.py:smoke",
     f"--workdir={workdir}",
     f"--config.dataset.data_dir={data_dir}",
-    "--config.sharding=row_wise",
     f"--config.total_steps={STEPS}",
     f"--config.eval_every_steps={STEPS}",
     "--config.log_every_steps=1",
@@ -62,13 +62,30 @@ def _losses(workdir):
   return [out[s] for s in sorted(out)]
 
 
-def test_two_processes_match_one(tmp_path):
+# In memory with row-sharded tables; and streaming from 2 input shards (each of the two
+# processes reads only its shard's chunks) with column-sharded tables.
+VARIANTS = {
+  "in_memory": ("--config.sharding=row_wise",),
+  "streaming_shards": (
+    "--config.sharding=column_wise",
+    "--config.dataset.streaming=True",
+    "--config.dataset.shuffle_window=2",
+    "--config.dataset.input_shards=2",
+  ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_two_processes_match_one(tmp_path, variant):
+  extra = VARIANTS[variant]
   data_dir = str(tmp_path / "tfds")
   data_lib.load_dataset(
     "synthetic_ctr", data_dir, builder_kwargs={"config": "tiny"}
   )  # prepare once
   one = str(tmp_path / "one")
-  r = subprocess.run(_cmd(data_dir, one), env=_env(8), capture_output=True, text=True, timeout=600)
+  r = subprocess.run(
+    _cmd(data_dir, one, extra), env=_env(8), capture_output=True, text=True, timeout=600
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   port = _free_port()
   two = str(tmp_path / "two")
@@ -77,7 +94,12 @@ def test_two_processes_match_one(tmp_path):
       _cmd(
         data_dir,
         two,
-        (f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"),
+        (
+          *extra,
+          f"--coordinator_address=localhost:{port}",
+          "--num_processes=2",
+          f"--process_id={i}",
+        ),
       ),
       env=_env(4),
       stdout=subprocess.PIPE,

@@ -14,6 +14,12 @@ shuffles the chunk order per epoch and rows within windows of `window_chunks` ch
 skips the windows before it without reading them. Both modes visit every row once per epoch
 (with `drop_remainder`, all but the same number of rows), in different orders.
 
+With `input_shards` S > 1 (streaming only) chunk i belongs to input shard i % S, and each
+shard is its own window stream (seeded by `(seed, shard)`) giving B/S rows of every batch:
+shard `i` of `n` (a process) reads only input shards [i S/n, (i + 1) S/n), and a batch is
+the same for every `n` that divides S. An epoch has as many steps as its shortest shard has
+full batches (`drop_remainder`), or as its longest has batches (evaluation: the others pad).
+
 With `drop_remainder=False` (evaluation) the last global batch is padded to `batch_size`
 and every batch carries `mask` f32 [B] (1 real row, 0 padding).
 """
@@ -132,6 +138,7 @@ class Loader:
     in_memory: bool = True,
     window_chunks: int = 8,
     read_ahead: int = 2,
+    input_shards: int = 1,
   ):
     if batch_size % num_shards:
       raise ValueError(f"batch_size {batch_size} is not divisible by num_shards {num_shards}")
@@ -143,6 +150,12 @@ class Loader:
       raise ValueError(f"read_ahead (config.dataset.read_ahead) must be >= 0, got {read_ahead}")
     if not 0 <= shard_index < num_shards:
       raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
+    if input_shards > 1 and (in_memory or input_shards % num_shards or batch_size % input_shards):
+      raise ValueError(
+        f"config.dataset.input_shards={input_shards} needs config.dataset.streaming=True, a "
+        f"multiple of the {num_shards} process(es) reading the data and a divisor of the "
+        f"batch size {batch_size}"
+      )
     self.source = source
     self.batch_size = batch_size
     self.local_batch_size = batch_size // num_shards
@@ -150,9 +163,16 @@ class Loader:
     self.drop_remainder, self.start_step = drop_remainder, start_step
     self.shard_index, self.num_shards = shard_index, num_shards
     self.prefetch_size, self.in_memory, self.window_chunks = prefetch, in_memory, window_chunks
-    self.read_ahead = read_ahead
+    self.read_ahead, self.input_shards = read_ahead, input_shards
     n = len(source)
     self.steps_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
+    if input_shards > 1:  # each shard's stream gives B / input_shards rows of every batch
+      from jaxctr.data import streaming
+
+      self._shards = streaming.input_shards(source, input_shards)
+      b = batch_size // input_shards
+      per = [len(x) // b if drop_remainder else -(-len(x) // b) for x in self._shards]
+      self.steps_per_epoch = min(per) if drop_remainder else max(per)
     if self.steps_per_epoch == 0:
       raise ValueError(f"split has {n} rows, fewer than one batch of {batch_size}")
     self._arrays: dict[str, np.ndarray] | None = None
@@ -169,6 +189,8 @@ class Loader:
       return prefetch(self._in_memory_batches(), self.prefetch_size)
     from jaxctr.data import streaming  # imports Grain, which in-memory runs do without
 
+    if self.input_shards > 1:
+      return prefetch(self._sharded_batches(streaming), self.prefetch_size)
     windows = streaming.WindowStream(
       self.source,
       self.batch_size,
@@ -179,6 +201,33 @@ class Loader:
       read_ahead=self.read_ahead,
     )
     return prefetch(streaming.stream(windows, self._epochs(), self._local), self.prefetch_size)
+
+  def _sharded_batches(self, streaming) -> Iterator[dict[str, np.ndarray]]:
+    """Batches from this process's input shards only: it reads no other shard's chunks."""
+    per_process = self.input_shards // self.num_shards
+    b = self.batch_size // self.input_shards
+    mine = range(self.shard_index * per_process, (self.shard_index + 1) * per_process)
+    streams = [
+      streaming.WindowStream(
+        self._shards[v],
+        b,
+        shuffle=self.shuffle,
+        seed=streaming.shard_seed(self.seed, v),
+        window_chunks=self.window_chunks,
+        drop_remainder=self.drop_remainder,
+        read_ahead=self.read_ahead,
+      )
+      for v in mine
+    ]
+
+    def finish(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+      if not self.drop_remainder:
+        parts = [
+          _pad(p, b) if len(p["label"]) < b else dict(p, mask=np.ones(b, np.float32)) for p in parts
+        ]
+      return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    return streaming.sharded_stream(streams, self._epochs(), self.steps_per_epoch, finish)
 
   def _local(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if len(batch["label"]) < self.batch_size:

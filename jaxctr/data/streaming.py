@@ -19,7 +19,7 @@ loader's prefetched batches are held.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import grain
 import numpy as np
@@ -107,3 +107,64 @@ def stream(
       yield from it
     finally:  # stops the read-ahead threads when the consumer leaves early
       it.close()
+
+
+class ChunkSubset(SplitSource):
+  """The chunks ``ids`` of ``source``, as a split of their own (one input shard's)."""
+
+  def __init__(self, source: SplitSource, ids: Sequence[int]):
+    self.source, self.ids = source, [int(i) for i in ids]
+    self.chunk_rows = source.chunk_rows
+    self.num_rows = sum(source.chunk_len(i) for i in self.ids)
+
+  @property
+  def num_chunks(self) -> int:
+    return len(self.ids)
+
+  def chunk_len(self, i: int) -> int:
+    return self.source.chunk_len(self.ids[i])
+
+  def chunk(self, i: int) -> dict[str, np.ndarray]:
+    return self.source.chunk(self.ids[i])
+
+  def chunks(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    return self.source.chunks([self.ids[int(i)] for i in indices])
+
+
+def input_shards(source: SplitSource, count: int) -> list[ChunkSubset]:
+  """The split's chunks dealt to ``count`` input shards (chunk i to shard i % count)."""
+  if source.num_chunks < count:
+    raise ValueError(
+      f"config.dataset.input_shards={count} exceeds the split's {source.num_chunks} chunks"
+    )
+  return [ChunkSubset(source, range(v, source.num_chunks, count)) for v in range(count)]
+
+
+def shard_seed(seed: int, shard: int) -> int:
+  """Input shard ``shard``'s shuffle seed: independent streams, a function of both."""
+  return int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
+
+
+def sharded_stream(
+  shards: Sequence[WindowStream],
+  epochs: Iterable[tuple[int, int]],
+  steps_per_epoch: int,
+  finish: Callable[[dict], dict],
+) -> Iterator[dict[str, np.ndarray]]:
+  """`finish(parts)` of each step's batch of every shard in ``shards``, in order.
+
+  A shard whose epoch has no batch left (evaluation, where shards end at different steps)
+  contributes an empty part; `finish` pads it.
+  """
+  template = None
+  for e, j in epochs:
+    its = [iter(s.epoch(e, j)) for s in shards]
+    try:
+      for _ in range(j, steps_per_epoch):
+        parts = [next(it, None) for it in its]
+        template = next((p for p in parts if p is not None), template)
+        empty = {k: v[:0] for k, v in template.items()}
+        yield finish([empty if p is None else p for p in parts])
+    finally:
+      for it in its:
+        it.close()

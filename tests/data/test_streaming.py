@@ -13,8 +13,8 @@ from jaxctr.data.loader import Loader
 from jaxctr.data.storage import ArraySplit, DataError
 
 
-def _source(n, chunk_rows):
-  return ArraySplit(
+def _source(n, chunk_rows, cls=ArraySplit):
+  return cls(
     {
       "label": np.zeros(n, np.float32),
       "cat": np.arange(n, dtype=np.int32)[:, None],
@@ -70,12 +70,13 @@ class _CountingSplit(ArraySplit):
 
   def __init__(self, *a, **kw):
     super().__init__(*a, **kw)
-    self.read, self.lock = 0, threading.Lock()
+    self.read, self.chunk_ids, self.lock = 0, set(), threading.Lock()
 
   def chunks(self, indices):
     out = super().chunks(indices)
     with self.lock:
       self.read += sum(len(c["label"]) for c in out)
+      self.chunk_ids.update(int(i) for i in indices)
     return out
 
 
@@ -186,3 +187,42 @@ def test_preparation_streams_splits_to_disk_without_tfds_shuffler(tmp_path, monk
   assert reader.num_records() == 6
   assert "uncompressed" in reader.writer_options_string()
   reader.close()
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_input_shards_split_reading_between_processes(drop_remainder):
+  """With input_shards=4, 2 processes read disjoint chunks and together give one process's
+  batches bit-exactly; every row comes once per epoch (evaluation: exactly once)."""
+  n, kw = 2350, dict(seed=3, num_epochs=2, window_chunks=2, input_shards=4, in_memory=False)
+  kw["drop_remainder"] = drop_remainder
+  one = list(Loader(_source(n, 50), 200, **kw))
+  srcs = [_source(n, 50, _CountingSplit), _source(n, 50, _CountingSplit)]
+  two = [list(Loader(s, 200, shard_index=i, num_shards=2, **kw)) for i, s in enumerate(srcs)]
+  assert len(one) == len(two[0]) == len(two[1]) > 0
+  for a, b0, b1 in zip(one, *two, strict=True):
+    for k in a:
+      np.testing.assert_array_equal(np.concatenate([b0[k], b1[k]]), a[k])
+  # Process p reads only the chunks of shards 2p and 2p + 1 (chunk i is in shard i % 4).
+  assert srcs[0].chunk_ids == {i for i in range(47) if i % 4 in (0, 1)}
+  assert srcs[1].chunk_ids == {i for i in range(47) if i % 4 in (2, 3)}
+  steps = len(one) // 2
+  for e in range(2):
+    rows = [b["cat"][:, 0][b["mask"] > 0] if "mask" in b else b["cat"][:, 0] for b in one]
+    got = np.sort(np.concatenate(rows[e * steps : (e + 1) * steps]))
+    if drop_remainder:  # each shard drops at most its last partial batch of 50 rows
+      assert len(np.unique(got)) == len(got) and n - len(got) < 4 * 50
+    else:
+      np.testing.assert_array_equal(got, np.arange(n))
+  # Resuming at any step (mid-epoch, second epoch) equals the uninterrupted tail.
+  for k in (3, steps + 2):
+    tail = list(Loader(_source(n, 50), 200, start_step=k, **kw))
+    for a, b in zip(one[k:], tail, strict=True):
+      for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_input_shards_config_errors_name_the_key():
+  with pytest.raises(ValueError, match="config.dataset.input_shards=3"):
+    Loader(_source(1000, 50), 200, in_memory=False, input_shards=3, num_shards=2)
+  with pytest.raises(ValueError, match="input_shards=2 needs config.dataset.streaming"):
+    Loader(_source(1000, 50), 200, in_memory=True, input_shards=2)
