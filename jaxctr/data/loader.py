@@ -191,16 +191,19 @@ class Loader:
 
     if self.input_shards > 1:
       return prefetch(self._sharded_batches(streaming), self.prefetch_size)
-    windows = streaming.WindowStream(
-      self.source,
-      self.batch_size,
+    windows = self._window_stream(streaming, self.source, self.batch_size, self.seed)
+    return prefetch(streaming.stream(windows, self._epochs(), self._local), self.prefetch_size)
+
+  def _window_stream(self, streaming, source: SplitSource, batch_size: int, seed: int):
+    return streaming.WindowStream(
+      source,
+      batch_size,
       shuffle=self.shuffle,
-      seed=self.seed,
+      seed=seed,
       window_chunks=self.window_chunks,
       drop_remainder=self.drop_remainder,
       read_ahead=self.read_ahead,
     )
-    return prefetch(streaming.stream(windows, self._epochs(), self._local), self.prefetch_size)
 
   def _sharded_batches(self, streaming) -> Iterator[dict[str, np.ndarray]]:
     """Batches from this process's input shards only: it reads no other shard's chunks."""
@@ -208,15 +211,7 @@ class Loader:
     b = self.batch_size // self.input_shards
     mine = range(self.shard_index * per_process, (self.shard_index + 1) * per_process)
     streams = [
-      streaming.WindowStream(
-        self._shards[v],
-        b,
-        shuffle=self.shuffle,
-        seed=streaming.shard_seed(self.seed, v),
-        window_chunks=self.window_chunks,
-        drop_remainder=self.drop_remainder,
-        read_ahead=self.read_ahead,
-      )
+      self._window_stream(streaming, self._shards[v], b, streaming.shard_seed(self.seed, v))
       for v in mine
     ]
 
